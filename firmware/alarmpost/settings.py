@@ -1,0 +1,220 @@
+"""Board files and tunable config: one schema, checked on the host and on the board.
+
+A board file (``boards/<name>.json``, copied to the board as ``board.json``) says
+where things are wired; ``config.json`` holds the tunables.  Both are JSON because
+every MicroPython port reads it.  Fields are named by dotted path
+(``pins.button.pin``) in values and in error messages.
+
+On the host, any error refuses the file.  On the board, a bad field falls back to
+its safe default (a bad pin disables that device) and the error is reported as a
+trouble event, so a typo never stops the alarm from working.
+
+>>> values, errors = check_config({"siren_cutoff_s": 5000})
+>>> errors
+['siren_cutoff_s: 5000 is above the maximum 1200']
+>>> values["siren_cutoff_s"]
+180
+"""
+
+import json
+
+REQUIRED = "required"
+_MISSING = object()
+
+LEVELS = ("high", "low")
+PULLS = ("up", "down", "none")
+
+# (dotted path, kind, default, minimum, maximum); kind is "int", "num", "str",
+# "pin", "level", "pull".  A pin's range comes from the board's gpio_max.
+_INPUT_PINS = ("button", "key_switch", "tamper")
+_OUTPUT_PINS = ("strobe", "siren", "status_led", "alarm_line")
+
+BOARD_FIELDS = [
+    ("name", "str", REQUIRED, 1, 32),
+    ("mcu", "str", REQUIRED, 1, 32),
+    ("heap_bytes", "int", REQUIRED, 16384, 8388608),
+    ("gpio_max", "int", REQUIRED, 1, 255),
+    ("supply_full_scale_v", "num", 18.0, 1.0, 60.0),
+    ("strobe_pwm_hz", "int", 1000, 50, 40000),
+    ("siren_min_hz", "int", 400, 50, 20000),
+    ("siren_max_hz", "int", 4000, 50, 20000),
+    ("uart.id", "int", 0, 0, 3),
+    ("uart.tx", "pin", REQUIRED, 0, 0),
+    ("uart.rx", "pin", REQUIRED, 0, 0),
+    ("uart.baud", "int", 115200, 9600, 1000000),
+    ("pins.supply_adc.pin", "pin", None, 0, 0),
+]
+for _name in _INPUT_PINS:
+    BOARD_FIELDS.append(("pins.%s.pin" % _name, "pin", None, 0, 0))
+    BOARD_FIELDS.append(("pins.%s.active" % _name, "level", "low", 0, 0))
+    BOARD_FIELDS.append(("pins.%s.pull" % _name, "pull", "up", 0, 0))
+for _name in _OUTPUT_PINS:
+    BOARD_FIELDS.append(("pins.%s.pin" % _name, "pin", None, 0, 0))
+    BOARD_FIELDS.append(("pins.%s.active" % _name, "level", "high", 0, 0))
+
+CONFIG_FIELDS = [
+    ("glitch_ms", "int", 3, 1, 20),
+    ("debounce_ms", "int", 50, 5, 500),
+    ("long_press_ms", "int", 2000, 300, 20000),
+    ("stuck_ms", "int", 60000, 2000, 3600000),
+    ("switch_debounce_ms", "int", 50, 5, 1000),
+    ("siren_cutoff_s", "int", 180, 5, 1200),
+    ("siren_low_hz", "int", 700, 50, 20000),
+    ("siren_high_hz", "int", 1600, 50, 20000),
+    ("siren_sweep_ms", "int", 1200, 100, 10000),
+    ("siren_step_ms", "int", 40, 10, 500),
+    ("siren_duty_pct", "int", 50, 1, 50),
+    ("strobe_duty_pct", "int", 100, 1, 100),
+    ("test_pattern_s", "int", 10, 1, 120),
+    ("supply_poll_ms", "int", 1000, 50, 60000),
+    ("supply_confirm_ms", "int", 5000, 0, 600000),
+    ("ac_loss_v", "num", 13.0, 5.0, 50.0),
+    ("low_battery_v", "num", 11.5, 5.0, 50.0),
+    ("supply_hysteresis_v", "num", 0.3, 0.05, 5.0),
+    ("journal_records", "int", 64, 8, 4096),
+    ("wdt_timeout_ms", "int", 5000, 500, 8000),
+]
+
+
+def _lookup(data, path):
+    for part in path.split("."):
+        if not isinstance(data, dict) or part not in data:
+            return _MISSING
+        data = data[part]
+    return data
+
+
+def _leaf_paths(data, prefix=""):
+    for key in data:
+        path = prefix + key
+        if isinstance(data[key], dict):
+            yield from _leaf_paths(data[key], path + ".")
+        else:
+            yield path
+
+
+def _problem(value, kind, low, high):
+    """What is wrong with one value, or None."""
+    if value is True or value is False:
+        return "%r is a true/false value, expected a %s" % (value, "number" if kind != "str" else "text")
+    if kind in ("int", "pin"):
+        if not isinstance(value, int):
+            return "%r is not a whole number" % (value,)
+    elif kind == "num":
+        if not isinstance(value, (int, float)):
+            return "%r is not a number" % (value,)
+    elif kind == "str":
+        if not isinstance(value, str):
+            return "%r is not text" % (value,)
+        if not low <= len(value) <= high:
+            return "%r must be %d to %d characters" % (value, low, high)
+        return None
+    elif kind == "level":
+        return None if value in LEVELS else "%r is not one of %s" % (value, ", ".join(LEVELS))
+    elif kind == "pull":
+        return None if value in PULLS else "%r is not one of %s" % (value, ", ".join(PULLS))
+    if kind != "pin":
+        if value < low:
+            return "%s is below the minimum %s" % (value, low)
+        if value > high:
+            return "%s is above the maximum %s" % (value, high)
+    return None
+
+
+def check(fields, data):
+    """Check ``data`` against ``fields``: (values by dotted path, list of errors).
+
+    Every field gets a value: the given one if valid, else its default.  A missing
+    required field gets None.  Unknown fields are errors (they are usually typos).
+    """
+    values = {}
+    errors = []
+    if not isinstance(data, dict):
+        return {path: (None if d == REQUIRED else d) for path, _, d, _, _ in fields}, [
+            "top level: expected a JSON object"
+        ]
+    known = {}
+    for path, kind, default, low, high in fields:
+        known[path] = True
+        fallback = None if default == REQUIRED else default
+        value = _lookup(data, path)
+        if value is _MISSING or (value is None and default is None):
+            if default == REQUIRED:
+                errors.append(path + ": missing")
+            values[path] = fallback
+            continue
+        problem = _problem(value, kind, low, high)
+        if problem:
+            errors.append(path + ": " + problem)
+            values[path] = fallback
+        else:
+            values[path] = value
+    for path in _leaf_paths(data):
+        if path not in known:
+            errors.append(path + ": unknown field")
+    return values, errors
+
+
+def check_board(data):
+    """Check a board file: field values, pin ranges and pins wired twice."""
+    values, errors = check(BOARD_FIELDS, data)
+    gpio_max = values["gpio_max"]
+    owner = {}
+    for path, kind, _, _, _ in BOARD_FIELDS:
+        pin = values[path]
+        if kind != "pin" or pin is None:
+            continue
+        if gpio_max is not None and not 0 <= pin <= gpio_max:
+            errors.append("%s: pin %d is outside 0..%d" % (path, pin, gpio_max))
+            values[path] = None
+        elif pin in owner:
+            errors.append("%s: pin %d is already used by %s" % (path, pin, owner[pin]))
+            values[path] = None
+        else:
+            owner[pin] = path
+    if values["siren_min_hz"] > values["siren_max_hz"]:
+        errors.append("siren_min_hz: %d is above siren_max_hz" % values["siren_min_hz"])
+    return values, errors
+
+
+def check_config(data, board=None):
+    """Check a config; with a board's values, also check the siren fits its sounder."""
+    values, errors = check(CONFIG_FIELDS, data)
+    if values["siren_low_hz"] >= values["siren_high_hz"]:
+        errors.append("siren_low_hz: must be below siren_high_hz")
+        values["siren_low_hz"], values["siren_high_hz"] = _default(CONFIG_FIELDS, "siren_low_hz"), _default(
+            CONFIG_FIELDS, "siren_high_hz"
+        )
+    if values["low_battery_v"] >= values["ac_loss_v"]:
+        errors.append("low_battery_v: must be below ac_loss_v")
+        values["low_battery_v"], values["ac_loss_v"] = _default(CONFIG_FIELDS, "low_battery_v"), _default(
+            CONFIG_FIELDS, "ac_loss_v"
+        )
+    if board is not None:
+        for path in ("siren_low_hz", "siren_high_hz"):
+            hz = values[path]
+            if not board["siren_min_hz"] <= hz <= board["siren_max_hz"]:
+                errors.append(
+                    "%s: %d Hz is outside the board's sounder range %d..%d Hz"
+                    % (path, hz, board["siren_min_hz"], board["siren_max_hz"])
+                )
+                values[path] = min(max(hz, board["siren_min_hz"]), board["siren_max_hz"])
+    return values, errors
+
+
+def _default(fields, path):
+    for name, _, default, _, _ in fields:
+        if name == path:
+            return default
+    raise KeyError(path)
+
+
+def load_json(path):
+    """(parsed data, error or None); a missing file reads as an empty object."""
+    try:
+        with open(path) as f:
+            return json.load(f), None
+    except OSError:
+        return {}, None
+    except ValueError as exc:
+        return {}, "%s: not valid JSON (%s)" % (path, exc)
