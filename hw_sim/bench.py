@@ -38,7 +38,6 @@ from typing import Any
 from alarmpost import events as ev
 from alarmpost.eventnames import CODE_NAMES
 from alarmpost.patterns import IDLE
-
 from hw_sim import bounce
 from hw_sim.boards import board_path, load_board
 from hw_sim.build import build, sim_machine_dir
@@ -103,6 +102,7 @@ class Bench:
         self.boots: list[tuple[float, int]] = []  # (time, reset cause given)
         self.heap_samples: list[tuple[int, int]] = []
         self.ups = 0  # boots that reached the running state
+        self.inputs_seen: list[tuple[float, str, bool]] = []  # input changes the firmware took in
         self._cond = threading.Condition()
         self._send_lock = threading.Lock()
         self._levels: dict[int, int] = {}
@@ -116,8 +116,9 @@ class Bench:
         self._generation = 0
         self._monitor: threading.Thread | None = None
         for device in INPUTS:
-            if self._pin(device) is not None:
-                self._levels[self._pin(device)] = self._level(device, False)
+            pin = self._pin(device)
+            if pin is not None:
+                self._levels[pin] = self._level(device, False)
         self.supply_volts = 13.8
         if self.board["pins.supply_adc.pin"] is not None:
             self._adc[self.board["pins.supply_adc.pin"]] = self._adc_counts(self.supply_volts)
@@ -143,7 +144,8 @@ class Bench:
         return names
 
     def _adc_counts(self, volts: float) -> int:
-        return max(0, min(65535, round(volts / self.board["supply_full_scale_v"] * 65535)))
+        full_scale: float = self.board["supply_full_scale_v"]
+        return max(0, min(65535, round(volts / full_scale * 65535)))
 
     # -- power -----------------------------------------------------------------------
 
@@ -319,6 +321,9 @@ class Bench:
         elif line.startswith("ST "):
             state, siren, testing, faults = line.split()[1:5]
             self.shown.append(Shown(now, state, siren == "1", testing == "1", int(faults)))
+        elif line.startswith("IN "):
+            _, device, level = line.split()
+            self.inputs_seen.append((now, device, level == "1"))
         elif line.startswith("UP "):
             self.ups += 1
         elif line.startswith("TR "):
@@ -439,6 +444,15 @@ class Bench:
     def wait_boot(self, count: int, timeout: float = 10.0) -> None:
         """Wait until the board has booted ``count`` times and its tasks are running."""
         self.wait_for(lambda: self.ups >= count, timeout, f"boot {count}")
+
+    def wait_input(self, device: str, active: bool, since: int = 0, timeout: float = 5.0) -> float:
+        """When the firmware took in ``device`` becoming active (or inactive), from index ``since``."""
+        found: float = self.wait_for(
+            lambda: next((t for t, d, a in self.inputs_seen[since:] if d == device and a == active), None),
+            timeout,
+            f"the firmware to see {device} {'active' if active else 'inactive'}",
+        )
+        return found
 
     @property
     def state(self) -> str:

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 from alarmpost import settings
-
 from hw_sim.paths import BOARDS_DIR
 
 
@@ -26,7 +25,8 @@ class SettingsError(ValueError):
     def __init__(self, source: str, errors: list[str]):
         self.source = source
         self.errors = errors
-        super().__init__("%s is refused:\n  %s" % (source, "\n  ".join(errors)))
+        lines = "\n  ".join(errors)
+        super().__init__(f"{source} is refused:\n  {lines}")
 
 
 def board_path(board: str | Path) -> Path:
@@ -57,14 +57,14 @@ def load_board(board: str | Path) -> dict[str, Any]:
     values, errors = settings.check_board(_read_json(path))
     if errors:
         raise SettingsError(str(path), errors)
-    return values
+    return dict(values)
 
 
 def check_config(config: dict[str, Any], board_values: dict[str, Any], source: str = "config") -> dict[str, Any]:
     values, errors = settings.check_config(config, board_values)
     if errors:
         raise SettingsError(source, errors)
-    return values
+    return dict(values)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,7 +6,8 @@ latched before a reset or power cut is raised again before the tasks start.
 
 Console lines (USB REPL on a board, read by the bench in simulation):
 ``EV seq boot uptime code qualifier zone value text`` for every committed event,
-``ST state siren test faults`` when what the post shows changes, ``TR text`` for
+``ST state siren test faults`` when what the post shows changes, ``IN input level``
+when the firmware has taken in an input change, ``UP boot`` once the tasks run, ``TR text`` for
 a trouble that needs a person (a bad config field, a failed flash write).
 
 >>> import alarmpost.app
@@ -115,7 +116,12 @@ class Post:
     def _build_inputs(self):
         config = self.config
         self.button = self._input(
-            "button", Button, on_press=self._pressed, on_long_press=self.alarm.long_press, on_stuck=self._stuck
+            "button",
+            Button,
+            on_press=self._pressed,
+            on_long_press=self.alarm.long_press,
+            on_stuck=self._stuck,
+            on_release=self._released,
         )
         if self.button is not None:
             for name in ("glitch_ms", "debounce_ms", "long_press_ms", "stuck_ms"):
@@ -203,11 +209,16 @@ class Post:
         self.alarm.press(events.PRESS_AT_BOOT if at_boot else events.PRESS_FIRST)
         if not was_latched:
             self._set_latch_file(True)
+        print("IN button 1")
+
+    def _released(self):
+        print("IN button 0")
 
     def _stuck(self, stuck):
         self._fault(events.SYSTEM_TROUBLE, events.ZONE_BUTTON, stuck, events.TROUBLE_STUCK_BUTTON)
 
     def _key_turned(self, turned):
+        print("IN key_switch %d" % turned)
         if not turned:
             return
         if self.alarm.reset(events.ZONE_KEY_SWITCH):
@@ -224,6 +235,7 @@ class Post:
         self.show()
 
     def _tampered(self, open_):
+        print("IN tamper %d" % open_)
         self._fault(events.TAMPER, events.ZONE_TAMPER, open_)
 
     def _supply_changed(self, code, active, volts):

@@ -72,7 +72,8 @@ class DigitalInput:
 class Button(DigitalInput):
     """The alarm button: glitch filter, latching press, long press and stuck detection.
 
-    Callbacks: ``on_press(at_boot)``, ``on_long_press()``, ``on_stuck(stuck)``.
+    Callbacks: ``on_press(at_boot)``, ``on_long_press()``, ``on_stuck(stuck)``,
+    ``on_release()``.
     """
 
     glitch_ms = 3
@@ -80,11 +81,12 @@ class Button(DigitalInput):
     long_press_ms = 2000
     stuck_ms = 60000
 
-    def __init__(self, pin, active_low=True, pull="up", on_press=_ignore, on_long_press=_ignore, on_stuck=_ignore):
+    def __init__(self, pin, active_low=True, pull="up", **callbacks):
         super().__init__(pin, active_low, pull)
-        self.on_press = on_press
-        self.on_long_press = on_long_press
-        self.on_stuck = on_stuck
+        self.on_press = callbacks.get("on_press", _ignore)
+        self.on_long_press = callbacks.get("on_long_press", _ignore)
+        self.on_stuck = callbacks.get("on_stuck", _ignore)
+        self.on_release = callbacks.get("on_release", _ignore)
         self.presses = 0
 
     async def run(self):
@@ -113,6 +115,7 @@ class Button(DigitalInput):
         if stuck:
             self.on_stuck(False)
         self.forget_edges()
+        self.on_release()
 
 
 class Switch(DigitalInput):

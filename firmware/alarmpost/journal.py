@@ -83,7 +83,7 @@ class Journal:
         if _exists(repair):
             os.remove(repair)
         segments = []
-        for index, name in enumerate(SEGMENTS):
+        for name in SEGMENTS:
             path = _path(self.folder, name)
             events, good, size = read_segment(path)
             if good != size:

@@ -1,0 +1,123 @@
+"""Watchdog, power cuts and the flash journal, on the bench under real MicroPython."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+
+from alarmpost import events as ev
+from alarmpost import journal, patterns
+from alarmpost.events import RECORD_SIZE
+from hw_sim.bench import WDT_RESET, Bench
+
+
+def test_hung_main_loop_resets_through_the_watchdog(bench: Bench) -> None:
+    boot = bench.wait_event(ev.SYSTEM_RESET)
+    assert boot.value == 1  # power on
+    bench.hang()
+    bench.wait_boot(2, timeout=5)
+    assert bench.boots[-1][1] == WDT_RESET
+    second = bench.wait_event(ev.SYSTEM_RESET, value=WDT_RESET)
+    assert second.boot == boot.boot + 1
+    assert second.seq > boot.seq
+
+
+def test_watchdog_reset_keeps_the_alarm_latched(bench: Bench) -> None:
+    t = bench.press()
+    bench.wait_event(ev.PANIC)
+    bench.hang()
+    bench.wait_boot(2, timeout=5)
+    t_boot = bench.boots[-1][0]
+    assert t_boot > t
+    bench.wait_output("siren", True, after=t_boot)
+    assert bench.state == patterns.ALARM
+
+
+def test_events_survive_power_cut_with_sequence_continuing(bench: Bench) -> None:
+    bench.set_switch("tamper", True)
+    bench.wait_event(ev.TAMPER, ev.NEW)
+    bench.press()
+    bench.wait_event(ev.PANIC)
+    before = [x.event for x in bench.logged]
+    bench.power_cut()
+    kept = journal.read_events(str(bench.flash))
+    assert kept == before
+    bench.power_on()
+    bench.wait_boot(2)
+    after = bench.events()
+    assert [e.seq for e in after] == list(range(1, len(after) + 1))
+
+
+def _corrupt_tail(flash: str, how: str) -> None:
+    """Leave what a cut in the middle of a record write leaves in the active segment."""
+    segments = [f"{flash}/{name}" for name in journal.SEGMENTS]
+    active = max(segments, key=lambda p: (journal.read_segment(p)[0] or [ev.Event(0, 0, 0, 0, 0, 0)])[-1].seq)
+    with open(active, "ab") as f:
+        if how == "half":
+            f.write(ev.Event(999, 1, 5, ev.PANIC, ev.NEW, ev.ZONE_BUTTON).pack()[: RECORD_SIZE // 2])
+        else:
+            record = bytearray(ev.Event(999, 1, 5, ev.PANIC, ev.NEW, ev.ZONE_BUTTON).pack())
+            record[5] ^= 0x40  # one flipped bit: a record whose page was half programmed
+            f.write(record)
+
+
+def test_torn_journal_write_loses_and_corrupts_nothing(make_bench: Callable[..., Bench]) -> None:
+    for how in ("half", "bad crc"):
+        bench = make_bench()
+        bench.press()
+        bench.wait_event(ev.PANIC)
+        committed = [x.event for x in bench.logged]
+        bench.power_cut()
+        _corrupt_tail(str(bench.flash), how)
+        bench.power_on()
+        bench.wait_boot(2)
+        kept = journal.read_events(str(bench.flash))
+        assert kept[: len(committed)] == committed, how
+        assert [e.seq for e in kept] == list(range(1, len(kept) + 1)), how
+        for name in journal.SEGMENTS:
+            path = bench.flash / name
+            if path.exists():
+                assert path.stat().st_size % RECORD_SIZE == 0, f"{how}: torn tail left in {name}"
+        assert bench.state == patterns.ALARM  # the latch survived as well
+
+
+def test_power_cuts_during_event_bursts_lose_nothing(make_bench: Callable[..., Bench]) -> None:
+    """Cut the power at random moments while the board is writing events, many times."""
+    rng = random.Random(7)
+    bench = make_bench(config={"journal_records": 8, "switch_debounce_ms": 5})
+    for cycle in range(8):
+        since = len(bench.logged)
+        for i in range(rng.randint(2, 6)):
+            bench.set_switch("tamper", i % 2 == 0)
+            bench.wait_event(ev.TAMPER, since=since + i)
+        deadline = time.monotonic() + rng.uniform(0.003, 0.009)  # the write follows the 5 ms debounce
+        bench.set_switch("tamper", True)
+        while time.monotonic() < deadline:
+            pass  # cut at a random instant inside the next write
+        bench.power_cut()
+        printed = [x.event for x in bench.logged]
+        kept = journal.read_events(str(bench.flash))
+        newest = {e.seq: e for e in kept}
+        # everything the board reported as committed, and still inside the journal's window, is there
+        window = [e for e in printed if e.seq >= kept[0].seq]
+        assert all(newest.get(e.seq) == e for e in window), f"cycle {cycle}"
+        assert [e.seq for e in kept] == list(range(kept[0].seq, kept[-1].seq + 1)), f"cycle {cycle}"
+        assert len(kept) >= min(8, kept[-1].seq)  # at least `journal_records` events are always kept
+        bench.power_on()
+        bench.wait_boot(cycle + 2)
+        bench.set_switch("tamper", False)
+    seqs = [x.event.seq for x in bench.logged]
+    assert len(seqs) == len(set(seqs))  # no sequence number used twice across the cuts
+
+
+def test_journal_is_bounded(make_bench: Callable[..., Bench]) -> None:
+    bench = make_bench(config={"journal_records": 8, "switch_debounce_ms": 5})
+    for i in range(30):
+        bench.set_switch("tamper", i % 2 == 0)
+        bench.wait_event(ev.TAMPER, since=len(bench.logged))
+    sizes = [(bench.flash / name).stat().st_size for name in journal.SEGMENTS if (bench.flash / name).exists()]
+    assert sum(sizes) <= 2 * 8 * RECORD_SIZE
+    kept = journal.read_events(str(bench.flash))
+    assert kept[-1] == bench.logged[-1].event
+    assert len(kept) >= 8
