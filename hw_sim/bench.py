@@ -339,19 +339,20 @@ class Bench:
             conn.sendall(("\n".join(lines) + "\n").encode())
 
     def _drive(self, device: str, edges: list[bounce.Edge]) -> float:
-        """Play timed edges on an input; return the host time of the first edge."""
+        """Play timed edges on an input; return the host time of the first edge.
+
+        The edges go in one message and the simulated MCU plays them on its own
+        clock, so a busy host cannot stretch a 1 ms glitch into a press.
+        """
         pin = self._pin(device)
         if pin is None:
             raise BenchError(f"the board has no {device}")
+        steps = ",".join(f"{round(offset * 1e6)}:{self._level(device, active)}" for offset, active in edges)
+        self._levels[pin] = self._level(device, edges[-1][1])
         start = time.monotonic()
+        self._send_lines([f"E {pin} {steps}"])
         for offset, active in edges:
-            while time.monotonic() < start + offset:
-                pass  # sub-millisecond timing: sleep() is too coarse for bounce
-            level = self._level(device, active)
-            self._levels[pin] = level
-            at = time.monotonic()
-            self._send_lines([f"I {pin} {level}"])
-            self.timeline.add(device, active, at=at)
+            self.timeline.add(device, active, at=start + offset)
         return start
 
     def press(self, bounce_contacts: bool = True) -> float:

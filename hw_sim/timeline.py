@@ -38,6 +38,11 @@ class Timeline:
     def __len__(self) -> int:
         return len(self._changes)
 
+    def since(self, index: int) -> list[Change]:
+        """The changes recorded after the first ``index`` ones (for followers such as a display)."""
+        with self._lock:
+            return self._changes[index:]
+
     def changes(self, device: str | None = None, after: float = 0.0) -> list[Change]:
         return [c for c in self if (device is None or c.device == device) and c.t >= after]
 

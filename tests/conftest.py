@@ -17,6 +17,8 @@ from hw_sim.paths import MissingTool, tool
 
 STRICT = os.environ.get("ALARMPOST_STRICT") == "1"
 
+collect_ignore_glob = ["mpy/*"]  # MicroPython scripts, run on the unix port by test_unix_port.py
+
 # Short timings so the behaviour shows in seconds, not minutes.
 FAST = {
     "siren_cutoff_s": 5,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from alarmpost import events as ev
 from alarmpost import patterns
 from hw_sim.bench import Bench
@@ -91,7 +93,7 @@ def test_stuck_button_is_trouble_and_alarm_stays_latched(bench: Bench) -> None:
     stuck = bench.wait_event(ev.SYSTEM_TROUBLE, ev.NEW, zone=ev.ZONE_BUTTON, timeout=5)
     assert stuck.value == ev.TROUBLE_STUCK_BUTTON
     assert bench.state == patterns.ALARM
-    assert bench.shown[-1].faults == 1
+    bench.wait_for(lambda: bench.shown[-1].faults == 1, 2, "the trouble shown")
     bench.release()
     bench.wait_event(ev.SYSTEM_TROUBLE, ev.RESTORE, zone=ev.ZONE_BUTTON)
     assert bench.state == patterns.ALARM  # the trouble clears, the alarm does not
@@ -111,7 +113,7 @@ def test_siren_cuts_off_and_strobe_goes_on(bench: Bench) -> None:
     assert siren_off - t >= 4.9  # siren_cutoff_s = 5 in the test config
     bench.wait_output("strobe", True, after=siren_off + 0.01, timeout=2)
     assert bench.state == patterns.ALARM
-    assert bench.shown[-1].siren is False
+    bench.wait_for(lambda: bench.shown[-1].siren is False, 2, "the siren shown off")
     assert bench.is_on("alarm_line")
 
 
@@ -131,20 +133,24 @@ def test_only_the_key_switch_resets(bench: Bench) -> None:
     bench.wait_output("strobe", True, after=siren_off + 0.5, timeout=2)
     assert bench.state == patterns.ALARM
     # a power cut does not clear it either: the board raises it again at boot
+    mark = len(bench.shown)
     bench.restart()
     bench.wait_boot(2)
     t_boot = bench.boots[-1][0]
     bench.wait_output("strobe", True, after=t_boot)
     bench.wait_output("siren", True, after=t_boot)
-    bench.wait_state(patterns.ALARM, since=len(bench.shown) - 2)
+    bench.wait_state(patterns.ALARM, since=mark)
     assert len(bench.events(ev.PANIC)) == 1  # restoring the latch is not a new alarm
     # the key switch does
     since = len(bench.shown)
+    t_key = time.monotonic()
     bench.turn_key()
     reset = bench.wait_event(ev.PANIC_RESET, zone=ev.ZONE_KEY_SWITCH)
     assert reset.qualifier == ev.NEW
     bench.wait_state(patterns.IDLE, since=since)
-    assert not bench.is_on("siren") and not bench.is_on("strobe") and not bench.is_on("alarm_line")
+    for device in ("siren", "strobe", "alarm_line"):
+        bench.wait_output(device, False, after=t_key)
+        bench.wait_for(lambda device=device: not bench.is_on(device), 2, f"{device} to stay off")
 
 
 def test_key_switch_at_idle_runs_the_test_pattern(bench: Bench) -> None:
@@ -156,4 +162,4 @@ def test_key_switch_at_idle_runs_the_test_pattern(bench: Bench) -> None:
     done = bench.wait_for(lambda: next((s for s in bench.shown[since:] if not s.testing and s.t > testing.t), None),
                           4, "end of test pattern")
     assert done.state == patterns.IDLE
-    assert not bench.is_on("siren")
+    bench.wait_for(lambda: not bench.is_on("siren") and not bench.is_on("strobe"), 2, "test outputs off")

@@ -13,7 +13,7 @@ def test_ac_loss_low_battery_and_restores(bench: Bench) -> None:
     assert 1250 <= ac.value <= 1270  # centivolts as measured
     bench.set_supply(11.0)
     bench.wait_event(ev.LOW_BATTERY, ev.NEW, zone=ev.ZONE_SUPPLY)
-    assert bench.shown[-1].faults == 2
+    bench.wait_for(lambda: bench.shown[-1].faults == 2, 2, "two faults shown")
     assert bench.state == patterns.IDLE
     since = len(bench.logged)
     bench.set_supply(13.8)

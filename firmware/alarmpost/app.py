@@ -182,8 +182,8 @@ class Post:
             self.faults[key] = True
         else:
             del self.faults[key]
-        self.emit(code, events.NEW if active else events.RESTORE, zone, value)
         self.show()
+        self.emit(code, events.NEW if active else events.RESTORE, zone, value)
 
     def _set_latch_file(self, latched):
         path = self._path(LATCH_FILE)

@@ -9,7 +9,8 @@ runs between bytecodes on a board.
 The bench's socket path comes from ALARMPOST_BENCH and the reset cause from
 ALARMPOST_RESET_CAUSE.  Lines to the bench: ``O pin level``, ``W pin freq duty``,
 ``D timeout_ms``, ``F``, ``U id hex``, ``R``, ``S alloc free``.  Lines from it:
-``I pin level``, ``A pin u16``, ``U id hex``, ``H`` (hang the CPU), ``S`` (heap
+``I pin level``, ``E pin us:level,us:level,...`` (timed edges, played on the
+board's clock from when the line arrives), ``A pin u16``, ``U id hex``, ``H`` (hang the CPU), ``S`` (heap
 statistics), ``.`` (initial state complete).
 """
 
@@ -19,6 +20,7 @@ import os
 import socket
 import struct
 import sys
+import time
 
 PWRON_RESET = 1
 HARD_RESET = 2
@@ -57,6 +59,12 @@ def _handle(line):
     if kind == b"I":
         _, pin, level = line.split()
         _set_input(int(pin), int(level))
+    elif kind == b"E":
+        _, pin, steps = line.split()
+        edges = [(int(at), int(level)) for at, level in (step.split(b":") for step in steps.split(b","))]
+        _set_input(int(pin), edges[0][1])
+        if len(edges) > 1:
+            asyncio.create_task(_play_edges(int(pin), edges, time.ticks_us()))
     elif kind == b"A":
         _, pin, value = line.split()
         _adc[int(pin)] = int(value)
@@ -71,6 +79,23 @@ def _handle(line):
     elif kind == b"H":
         while True:  # a hung CPU: nothing runs, the watchdog is not fed
             pass
+
+
+async def _play_edges(pin, edges, start):
+    """Apply timed edges on the board's own clock, so host scheduling cannot stretch a pulse.
+
+    Gaps of a millisecond or more yield to the firmware's tasks in time order;
+    shorter ones (contact bounce) are waited out on the spot, as a burst of
+    interrupts would keep the CPU.
+    """
+    for at, level in edges[1:]:
+        wait = time.ticks_diff(time.ticks_add(start, at), time.ticks_us())
+        if wait >= 1000:
+            await asyncio.sleep_ms(wait // 1000)
+            wait = time.ticks_diff(time.ticks_add(start, at), time.ticks_us())
+        if wait > 0:
+            time.sleep_us(wait)
+        _set_input(pin, level)
 
 
 def _set_input(pin, level):

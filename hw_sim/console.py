@@ -1,0 +1,675 @@
+"""The whole post on the simulated bench, live: what a person at the school gate would see and hear.
+
+``make sim`` runs ``python -m hw_sim.console``.  It starts a :class:`~hw_sim.bench.Bench`
+running the real firmware and shows the strobe, the siren (with its tone), the
+status LED, the alarm line, the alarm state the firmware reports, the supply
+voltage, the boot count and the latest events.  Keys:
+
+====  ==================================================================
+b     press the button (with contact bounce); ``b`` again releases it
+k     turn the reset key switch and let it spring back
+t     open the tamper loop; ``t`` again closes it
+s     supply voltage 13.8 V -> 12.6 V (AC lost) -> 11.0 V (low battery) -> 13.8 V
+g     a 1 ms glitch on the button line (must raise nothing)
+w     hang the CPU: the bench's watchdog then resets the board
+p     cut the power and power on again
+q     quit
+====  ==================================================================
+
+In a terminal the screen is drawn with curses.  When stdin or stdout is not a
+terminal (CI, a pipe) or with ``--plain``, it prints one line per change and reads
+commands line by line from stdin: the same letters and Enter (several per line
+split by commas or spaces, ``wait:SECONDS`` pauses, an empty line prints the
+status); end of input quits.  ``--script "b,wait:0.5,b,k"`` runs keys headless,
+then prints the final status and exits 0::
+
+    python -m hw_sim.console --board rpi_pico --config fast.json
+    python -m hw_sim.console --script "b,wait:0.3,b,wait:0.3,k,wait:0.5,q"
+    echo q | python -m hw_sim.console
+
+Without ``--config`` the firmware's defaults apply: the siren stops after 180 s,
+the watchdog bites after 5 s, a supply change counts after 5 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import curses
+import itertools
+import json
+import os
+import queue
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any, TextIO
+
+from alarmpost import events as ev
+from alarmpost.eventnames import RESET_CAUSES, ZONE_NAMES, describe
+from alarmpost.patterns import LATCHED
+from hw_sim.bench import OUTPUTS, Bench, BenchError, Logged
+from hw_sim.boards import SettingsError
+from hw_sim.paths import MissingTool
+from hw_sim.timeline import Change
+
+STARTING = "starting the board"
+REFRESH_S = 0.05  # the display polls the bench 20 times a second
+BOOT_WAIT_S = 10.0  # how long typed and scripted keys wait for the board to come up
+SUPPLY_STEPS = (13.8, 12.6, 11.0)
+EVENT_ROWS = 12
+KEYS = "bktsgwpq"
+HELP = "b button  k key  t tamper  s supply  g glitch  w hang  p power cycle  q quit"
+LABELS = {"strobe": "strobe", "siren": "siren", "status_led": "status LED", "alarm_line": "alarm line"}
+# How each output looks: (steadily on, flashing, off)
+WORDS = {
+    "strobe": ("on", "flashing", "off"),
+    "siren": ("sounding", "beeping", "silent"),
+    "status_led": ("on", "blinking", "off"),
+    "alarm_line": ("active", "pulsing", "inactive"),
+}
+NOTES = {
+    ("power", True): "power on",
+    ("power", False): "power off",
+    ("watchdog", True): "the watchdog expired: the bench resets the board",
+}
+PRESS_KINDS = {
+    ev.PRESS_FIRST: "first press",
+    ev.PRESS_REPEAT: "pressed again",
+    ev.PRESS_LONG: "long press",
+    ev.PRESS_AT_BOOT: "held at boot",
+}
+
+Segment = tuple[str, str]  # (style, text); styles: "", "title", "lit", "alert", "dim"
+Row = list[Segment]
+
+
+# -- following the outputs -----------------------------------------------------------
+
+
+@dataclass
+class Lamp:
+    """One output as a person sees or hears it: on now, and whether it is flashing."""
+
+    words: tuple[str, str, str]  # steadily on, flashing, off
+    on: bool = False
+    since: float = 0.0
+    freq: int | None = None
+    glimpse: bool = False  # on at the last poll, or flashed since the one before
+    flashed: bool = False
+    starts: deque[float] = field(default_factory=lambda: deque(maxlen=4))
+    pulses: deque[float] = field(default_factory=lambda: deque(maxlen=4))
+
+    def update(self, change: Change) -> None:
+        if change.freq is not None:
+            self.freq = change.freq
+        if change.on == self.on:
+            return
+        if change.on:
+            self.starts.append(change.t)
+            self.flashed = True
+        else:
+            self.pulses.append(change.t - self.since)
+        self.on, self.since = change.on, change.t
+
+    def catch_up(self) -> None:
+        """Called once per poll: keep a flash shorter than a poll visible for one frame."""
+        self.glimpse = self.on or self.flashed
+        self.flashed = False
+
+    def _period(self) -> float:
+        gaps = [b - a for a, b in itertools.pairwise(self.starts)]
+        return min(max(gaps, default=0.0), 12.0)  # no pattern is slower than one flash in 10 s
+
+    def look(self, now: float) -> str:
+        """In words: steadily on, flashing (any blink, beep or chirp pattern) or off."""
+        steady, flashing, off = self.words
+        period = self._period()
+        window = max(1.0, 1.5 * period + 0.2) if period else 2.5  # a lone flash: the next may be 2 s away
+        recent = [t for t in self.starts if now - t < window]
+        if self.on:
+            held = now - self.since > max(0.6, 1.5 * max(self.pulses, default=0.0))
+            return flashing if len(recent) >= 2 and not held else steady
+        was_steady = bool(self.pulses) and self.pulses[-1] > 0.6
+        return flashing if recent and not was_steady else off
+
+
+# -- event words ----------------------------------------------------------------------
+
+
+def detail(event: Any) -> str:
+    """What an event's value means, in words, or ''."""
+    code, zone, value = event.code, event.zone, event.value
+    if code == ev.SYSTEM_RESET:
+        return str(RESET_CAUSES.get(value, f"reset cause {value}"))
+    if code in (ev.PANIC, ev.DURESS, ev.SILENT_PANIC):
+        return str(PRESS_KINDS.get(value, ""))
+    if code == ev.PANIC_RESET:
+        return f"{value} press{'es' if value != 1 else ''}"
+    if zone == ev.ZONE_SUPPLY:
+        return f"{value / 100:.2f} V"
+    if code == ev.SYSTEM_TROUBLE and zone == ev.ZONE_BUTTON and value == ev.TROUBLE_STUCK_BUTTON:
+        return "button stuck"
+    if code == ev.SYSTEM_TROUBLE and zone == ev.ZONE_CONFIG:
+        return f"{value} bad setting{'s' if value != 1 else ''}"
+    return ""
+
+
+def event_row(logged: Logged) -> str:
+    e = logged.event
+    extra = detail(e)
+    what = str(describe(e)) + (f" ({extra})" if extra else "")
+    return f"{e.seq:>5} {e.boot:>5} {e.uptime_ms / 1000:>10.3f} {e.code:>5}  {what}"
+
+
+EVENT_HEADER = "  seq  boot   uptime s  code  event"
+
+
+def first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
+# -- the post and its controls ----------------------------------------------------------
+
+
+class Sim:
+    """The bench, the controls a person at the post has, and what the post shows."""
+
+    def __init__(self, bench: Bench) -> None:
+        self.bench = bench
+        self.seen = 0  # timeline changes already shown
+        self.lamps = {device: Lamp(WORDS[device]) for device in OUTPUTS}
+        self.began = time.monotonic()
+        self.button_held = False
+        self.tamper_open = False
+        self.message = STARTING
+        self.notes: list[tuple[float, str]] = []  # (time, what): power and watchdog
+        self.crashes: list[str] = []  # exceptions in the bench's threads, which would scribble on the screen
+        self.actions: dict[str, Callable[[], str]] = {
+            "b": self.button,
+            "k": self.key,
+            "t": self.tamper,
+            "s": self.supply,
+            "g": self.glitch,
+            "w": self.hang,
+            "p": self.power_cycle,
+        }
+
+    # keys
+
+    def do(self, key: str) -> str:
+        """Carry out one key (not ``q``); return what happened, in words."""
+        action = self.actions.get(key)
+        if action is None:
+            self.message = f"unknown key {key!r}: {HELP}"
+            return self.message
+        try:
+            self.message = action()
+        except (BenchError, OSError) as exc:
+            self.message = f"{key}: {first_line(exc)}"
+        return self.message
+
+    def button(self) -> str:
+        if self.button_held:
+            self.bench.release()
+            self.button_held = False
+            return "released the button"
+        self.bench.press()
+        self.button_held = True
+        return "pressed the button and holding it (b releases it)"
+
+    def key(self) -> str:
+        self.bench.turn_key()
+        return "turned the key switch"
+
+    def tamper(self) -> str:
+        self.bench.set_switch("tamper", not self.tamper_open)
+        self.tamper_open = not self.tamper_open
+        return "opened the tamper loop" if self.tamper_open else "closed the tamper loop"
+
+    def supply(self) -> str:
+        if self.bench.board["pins.supply_adc.pin"] is None:
+            return f"board {self.bench.board_name} has no supply monitor"
+        volts = next((v for v in SUPPLY_STEPS if v < self.bench.supply_volts - 0.05), SUPPLY_STEPS[0])
+        self.bench.set_supply(volts)
+        return f"supply set to {volts:.1f} V"
+
+    def glitch(self) -> str:
+        if self.button_held:
+            return "the button is held: release it (b) before a glitch"
+        self.bench.glitch(1.0)
+        return "a 1 ms glitch on the button line"
+
+    def hang(self) -> str:
+        self.bench.hang()
+        return "hung the CPU: the watchdog should reset the board"
+
+    def power_cycle(self) -> str:
+        self.bench.restart()
+        return "cut the power and powered on again"
+
+    # what the post shows
+
+    def poll(self) -> None:
+        """Take in the output changes since the last poll."""
+        fresh = self.bench.timeline.since(self.seen)
+        self.seen += len(fresh)
+        for change in fresh:
+            lamp = self.lamps.get(change.device)
+            if lamp is not None:
+                lamp.update(change)
+            elif (change.device, change.on) in NOTES:
+                self.notes.append((change.t, NOTES[change.device, change.on]))
+        for lamp in self.lamps.values():
+            lamp.catch_up()
+        if self.message == STARTING and self.is_up():
+            self.message = "the board is up"
+
+    def is_up(self) -> bool:
+        """The board is powered and its latest boot has reached its running state."""
+        return self.bench.powered and self.bench.ups >= len(self.bench.boots)
+
+    def boot_text(self) -> str:
+        for logged in reversed(self.bench.logged):
+            if logged.event.code == ev.SYSTEM_RESET:
+                e = logged.event
+                return f"{e.boot} ({RESET_CAUSES.get(e.value, e.value)})"
+        return "-"
+
+    def facts(self, now: float) -> dict[str, str]:
+        """What a person at the post can tell, by name; the plain log prints each change."""
+        shown = self.bench.shown[-1] if self.bench.shown else None
+        facts = {
+            "state": shown.state if shown else "starting",
+            "testing": "yes" if shown and shown.testing else "no",
+            "faults": str(shown.faults) if shown else "0",
+        }
+        for device, lamp in self.lamps.items():
+            facts[LABELS[device]] = lamp.look(now)
+        facts["supply"] = f"{self.bench.supply_volts:.1f} V"
+        facts["boot"] = self.boot_text()
+        return facts
+
+
+# -- the screen -------------------------------------------------------------------------
+
+
+def _head(sim: Sim, facts: dict[str, str], now: float) -> list[Row]:
+    power = "power on" if sim.bench.powered else "POWER OFF"
+    title = f"Alarm post on the simulated bench - board {sim.bench.board_name}"
+    state = facts["state"]
+    style = "alert" if state in LATCHED else "lit" if facts["testing"] == "yes" else ""
+    faults = facts["faults"]
+    return [
+        [("title", f"{title:<62}{now - sim.began:>9.1f} s")],
+        [("" if sim.bench.powered else "alert", power), ("", f"   boot {facts['boot']}   supply {facts['supply']}")],
+        [],
+        [("", "STATE  "), (style, f"{state.upper():<14}"), ("", f"testing {facts['testing']}   ")]
+        + [("alert" if faults != "0" else "", f"faults {faults}")],
+    ]
+
+
+def _lamp(sim: Sim, device: str, facts: dict[str, str]) -> list[Segment]:
+    lamp = sim.lamps[device]
+    label = LABELS[device]
+    tone = f" {lamp.freq} Hz" if device == "siren" and lamp.on and lamp.freq else ""
+    mark = "[*]" if lamp.glimpse else "[ ]"
+    return [("", f"{label:<11}"), ("lit" if lamp.glimpse else "", mark), ("", f" {facts[label] + tone:<22}")]
+
+
+def _outputs(sim: Sim, facts: dict[str, str]) -> list[Row]:
+    return [
+        _lamp(sim, "strobe", facts) + _lamp(sim, "siren", facts),
+        _lamp(sim, "status_led", facts) + _lamp(sim, "alarm_line", facts),
+    ]
+
+
+def _inputs(sim: Sim) -> list[Row]:
+    button = "held" if sim.button_held else "released"
+    key = "turned" if sim.bench.is_on("key_switch") else "at rest"
+    tamper = "OPEN" if sim.tamper_open else "closed"
+    names = ZONE_NAMES[ev.ZONE_BUTTON], ZONE_NAMES[ev.ZONE_KEY_SWITCH], ZONE_NAMES[ev.ZONE_TAMPER]
+    text = f"{names[0]} {button:<12}{names[1]} {key:<12}{names[2]} loop "
+    return [[("", text), ("alert" if sim.tamper_open else "", tamper)]]
+
+
+def _events(sim: Sim, rows: int) -> list[Row]:
+    recent = sim.bench.logged[-rows:] if rows > 0 else []
+    lines: list[Row] = [[("title", EVENT_HEADER)]]
+    lines += [[("", event_row(logged))] for logged in recent]
+    return lines if recent else lines + [[("dim", "      (none yet)")]]
+
+
+def _foot(sim: Sim) -> list[Row]:
+    rows: list[Row] = [[("alert", f"trouble: {text}")] for text in (sim.bench.troubles + sim.crashes)[-2:]]
+    return rows + [[("", f"> {sim.message}")], [("dim", HELP)]]
+
+
+def screen(sim: Sim, now: float, height: int = 100) -> list[Row]:
+    """The rows of the live screen; the events shrink to fit ``height``."""
+    facts = sim.facts(now)
+    top = _head(sim, facts, now) + [[]] + _outputs(sim, facts) + _inputs(sim) + [[]]
+    foot: list[Row] = [[]] + _foot(sim)
+    rows = min(EVENT_ROWS, height - len(top) - len(foot) - 1)
+    return top + (_events(sim, rows) if rows > 0 else []) + foot
+
+
+def plain(rows: list[Row]) -> str:
+    return "\n".join("".join(text for _, text in row).rstrip() for row in rows)
+
+
+# -- curses mode ----------------------------------------------------------------------------
+
+
+def _styles() -> dict[str, int]:
+    styles = {"": curses.A_NORMAL, "title": curses.A_BOLD, "dim": curses.A_DIM}
+    styles["lit"] = curses.A_BOLD | curses.A_REVERSE
+    styles["alert"] = curses.A_BOLD | curses.A_REVERSE
+    if curses.has_colors():
+        curses.start_color()
+        background = -1
+        try:
+            curses.use_default_colors()
+        except curses.error:
+            background = curses.COLOR_BLACK
+        curses.init_pair(1, curses.COLOR_RED, background)
+        curses.init_pair(2, curses.COLOR_YELLOW, background)
+        styles["alert"] = curses.color_pair(1) | curses.A_BOLD | curses.A_REVERSE
+        styles["lit"] = curses.color_pair(2) | curses.A_BOLD | curses.A_REVERSE
+    return styles
+
+
+def _draw(window: curses.window, rows: list[Row], styles: dict[str, int]) -> None:
+    height, width = window.getmaxyx()
+    window.erase()
+    for y, row in enumerate(rows[:height]):
+        x = 0
+        for style, text in row:
+            if x < width - 1:
+                try:
+                    window.addnstr(y, x, text, width - 1 - x, styles[style])
+                except curses.error:
+                    pass  # the bottom-right corner of a small terminal
+            x += len(text)
+    window.refresh()
+
+
+def _curses_loop(window: curses.window, sim: Sim) -> None:
+    styles = _styles()
+    try:
+        curses.curs_set(0)
+    except curses.error:
+        pass
+    window.timeout(round(REFRESH_S * 1000))
+    while True:
+        sim.poll()
+        _draw(window, screen(sim, time.monotonic(), window.getmaxyx()[0]), styles)
+        code = window.getch()
+        key = chr(code).lower() if 32 < code < 127 else ""
+        if key == "q":
+            return
+        if key:
+            sim.message = f"{key}: ..."
+            _draw(window, screen(sim, time.monotonic(), window.getmaxyx()[0]), styles)
+            sim.do(key)
+
+
+def run_curses(sim: Sim) -> None:
+    curses.wrapper(_curses_loop, sim)
+
+
+# -- plain mode: a line per change, commands line by line ---------------------------------------
+
+
+class Log:
+    """Plain output: one line per change in what the post shows, per event and per trouble."""
+
+    def __init__(self, sim: Sim, out: TextIO) -> None:
+        self.sim = sim
+        self.out = out
+        self.facts: dict[str, str] = {}
+        self.seen_events = 0
+        self.seen_troubles = 0
+        self.seen_notes = 0
+
+    def line(self, text: str, at: float | None = None) -> None:
+        at = time.monotonic() if at is None else at
+        print(f"{at - self.sim.began:8.3f}s  {text}", file=self.out, flush=True)
+
+    def update(self) -> None:
+        """Poll the bench and print what changed since the last update, oldest first."""
+        self.sim.poll()
+        now = time.monotonic()
+        lines = self._fact_changes(now)
+        logged = self.sim.bench.logged[self.seen_events :]
+        self.seen_events += len(logged)
+        lines += [(x.t, "event " + event_row(x).strip()) for x in logged]
+        notes = self.sim.notes[self.seen_notes :]
+        self.seen_notes += len(notes)
+        lines += notes
+        troubles = (self.sim.bench.troubles + self.sim.crashes)[self.seen_troubles :]
+        self.seen_troubles += len(troubles)
+        lines += [(now, f"trouble: {text}") for text in troubles]
+        for at, text in sorted(lines, key=lambda line: line[0]):
+            self.line(text, at)
+
+    def _fact_changes(self, now: float) -> list[tuple[float, str]]:
+        facts = self.sim.facts(now)
+        changes = []
+        for name, value in facts.items():
+            old = self.facts.get(name)
+            if old != value:
+                text = f"{name}: {value}" if old is None else f"{name}: {old} -> {value}"
+                changes.append((self._when(name, now), text))
+        self.facts = facts
+        return changes
+
+    def _when(self, fact: str, now: float) -> float:
+        """When a fact changed: the firmware's report, an output's last edge, or else this poll."""
+        shown = self.sim.bench.shown
+        if fact in ("state", "testing", "faults") and shown:
+            return shown[-1].t
+        lamp = next((self.sim.lamps[d] for d, label in LABELS.items() if label == fact), None)
+        if lamp is not None and now - lamp.since < 2 * REFRESH_S:
+            return lamp.since
+        return now
+
+
+def key_problem(token: str) -> str | None:
+    """Why a typed or scripted key is not one, or None."""
+    if token.startswith("wait:"):
+        try:
+            seconds = float(token[5:])
+        except ValueError:
+            seconds = -1.0
+        return None if 0 <= seconds <= 3600 else f"{token!r}: wait takes seconds, 0 to 3600, like wait:0.5"
+    return None if len(token) == 1 and token in KEYS else f"unknown key {token!r} (keys: {HELP}; wait:SECONDS)"
+
+
+def split_keys(text: str) -> list[str]:
+    return [token.lower() for token in re.split(r"[,\s]+", text.strip()) if token]
+
+
+def script_keys(text: str) -> list[str]:
+    """The ``--script`` option: keys split by commas, each checked."""
+    keys = split_keys(text)
+    problems = [p for p in map(key_problem, keys) if p]
+    if problems:
+        raise argparse.ArgumentTypeError("; ".join(problems))
+    return keys
+
+
+def pause(log: Log, seconds: float) -> None:
+    """Wait, printing changes as they come."""
+    deadline = time.monotonic() + seconds
+    while True:
+        log.update()
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return
+        time.sleep(min(REFRESH_S, left))
+
+
+def settle(log: Log) -> None:
+    """Let the board come up (after a start, power cycle or watchdog reset) before the next key."""
+    deadline = time.monotonic() + BOOT_WAIT_S
+    while log.sim.bench.powered and not log.sim.is_up():
+        if time.monotonic() > deadline:
+            log.line(f"the board has not started after {BOOT_WAIT_S:.0f} s")
+            return
+        pause(log, REFRESH_S)
+
+
+def perform(log: Log, token: str) -> bool:
+    """Carry out one typed or scripted key, ``wait:SECONDS`` or ``q``; False to quit."""
+    problem = key_problem(token)
+    if problem:
+        log.line(problem)
+    elif token == "q":
+        log.line("> q: quit")
+        return False
+    elif token.startswith("wait:"):
+        pause(log, float(token[5:]))
+    else:
+        settle(log)
+        log.update()
+        pressed = time.monotonic()
+        log.line(f"> {token}: {log.sim.do(token)}", pressed)  # before what it caused
+        log.update()
+    return True
+
+
+def _read_lines(stream: TextIO, lines: queue.Queue[str | None]) -> None:
+    try:
+        for line in stream:
+            lines.put(line)
+    finally:
+        lines.put(None)  # end of input
+
+
+def run_lines(log: Log, stream: TextIO) -> None:
+    """Commands line by line from ``stream`` until ``q`` or end of input."""
+    lines: queue.Queue[str | None] = queue.Queue()
+    threading.Thread(target=_read_lines, args=(stream, lines), daemon=True, name="console-input").start()
+    print(f"keys, then Enter: {HELP}; wait:SECONDS; an empty line prints the status", file=log.out, flush=True)
+    settle(log)
+    while True:
+        log.update()
+        try:
+            line = lines.get(timeout=REFRESH_S)
+        except queue.Empty:
+            continue
+        if line is None:
+            log.line("end of input: quit")
+            return
+        if not line.strip():
+            print(plain(screen(log.sim, time.monotonic())), file=log.out, flush=True)
+        if not all(perform(log, token) for token in split_keys(line)):
+            return
+
+
+def run_script(log: Log, keys: list[str]) -> None:
+    settle(log)
+    for token in keys:
+        if not perform(log, token):
+            break
+
+
+# -- starting and stopping ------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m hw_sim.console",
+        description=__doc__.splitlines()[0] if __doc__ else None,
+        epilog=f"keys: {HELP}",
+    )
+    parser.add_argument("--board", default="sim", help="board name or board file (default: sim)")
+    parser.add_argument("--config", type=Path, metavar="FILE", help="config JSON for the post (default: firmware's)")
+    parser.add_argument("--script", type=script_keys, metavar="KEYS", help='keys to run headless, e.g. "b,wait:0.5,k"')
+    parser.add_argument("--plain", action="store_true", help="a line per change even in a terminal")
+    parser.add_argument("--seed", type=int, help="seed for the button's contact bounce")
+    return parser.parse_args(argv)
+
+
+def load_config(path: Path | None) -> dict[str, Any] | None:
+    if path is None:
+        return None
+    try:
+        config = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise SystemExit(f"--config {path}: {first_line(exc)}") from None
+    if not isinstance(config, dict):
+        raise SystemExit(f"--config {path}: expected a JSON object")
+    return config
+
+
+def _stop_on_signal(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)  # unwinds to the finally that stops the bench
+
+
+def _catch_thread_crashes(sim: Sim) -> None:
+    def record(args: threading.ExceptHookArgs) -> None:
+        where = args.thread.name if args.thread else "a thread"
+        sim.crashes.append(f"{where}: {type(args.exc_value).__name__}: {first_line(args.exc_value or Exception())}")
+
+    threading.excepthook = record
+
+
+def run(sim: Sim, args: argparse.Namespace) -> int:
+    try:
+        sim.bench.start()
+    except (BenchError, MissingTool, SettingsError, subprocess.CalledProcessError, OSError) as exc:
+        print(f"the bench did not start: {exc}", file=sys.stderr)
+        return 1
+    interactive = sys.stdin.isatty() and sys.stdout.isatty() and not args.plain
+    if args.script is None and interactive:
+        try:
+            run_curses(sim)
+            return 0
+        except curses.error as exc:  # e.g. TERM unknown: fall back to plain lines
+            print(f"no curses screen ({exc}): plain mode", file=sys.stderr)
+    log = Log(sim, sys.stdout)
+    if args.script is not None:
+        run_script(log, args.script)
+    else:
+        run_lines(log, sys.stdin)
+    log.update()
+    print("\n" + plain(screen(sim, time.monotonic())), flush=True)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    config = load_config(args.config)
+    try:
+        bench = Bench(board=args.board, config=config, seed=args.seed)
+    except SettingsError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    sim = Sim(bench)
+    _catch_thread_crashes(sim)
+    for name in ("SIGTERM", "SIGHUP"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), _stop_on_signal)
+    try:
+        return run(sim, args)
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:  # e.g. piped into head: nobody is reading any more
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    finally:
+        bench.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
