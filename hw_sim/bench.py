@@ -39,7 +39,7 @@ from alarmpost import events as ev
 from alarmpost.eventnames import CODE_NAMES
 from alarmpost.patterns import IDLE
 from hw_sim import bounce
-from hw_sim.boards import board_path, load_board
+from hw_sim.boards import load_board
 from hw_sim.build import build, sim_machine_dir
 from hw_sim.paths import tool
 from hw_sim.timeline import Timeline
@@ -152,7 +152,6 @@ class Bench:
     def flash_firmware(self) -> None:
         """Write the firmware, the board file and the config into the flash folder."""
         build(self.board_name, self.flash, compiled=self.compiled)
-        shutil.copyfile(board_path(self.board_name), self.flash / "board.json")
         if self._config is not None:
             text = self._config if isinstance(self._config, str) else json.dumps(self._config)
             (self.flash / "config.json").write_text(text)

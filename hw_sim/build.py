@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("board")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
-    out = args.out or BUILD_DIR / args.board
+    out = args.out or BUILD_DIR / Path(args.board).stem
     try:
         total = build(args.board, out)
     except SettingsError as exc:

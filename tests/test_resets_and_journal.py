@@ -52,7 +52,7 @@ def test_events_survive_power_cut_with_sequence_continuing(bench: Bench) -> None
 def _corrupt_tail(flash: str, how: str) -> None:
     """Leave what a cut in the middle of a record write leaves in the active segment."""
     segments = [f"{flash}/{name}" for name in journal.SEGMENTS]
-    active = max(segments, key=lambda p: (journal.read_segment(p)[0] or [ev.Event(0, 0, 0, 0, 0, 0)])[-1].seq)
+    active = max(segments, key=lambda p: (journal.read_segment(p) or [ev.Event(0, 0, 0, 0, 0, 0)])[-1].seq)
     with open(active, "ab") as f:
         if how == "half":
             f.write(ev.Event(999, 1, 5, ev.PANIC, ev.NEW, ev.ZONE_BUTTON).pack()[: RECORD_SIZE // 2])
@@ -128,3 +128,18 @@ def test_journal_is_bounded(make_bench: Callable[..., Bench]) -> None:
     kept = journal.read_events(str(bench.flash))
     assert kept[-1] == bench.logged[-1].event
     assert len(kept) >= 8
+
+
+def test_press_count_survives_a_power_cut(bench: Bench) -> None:
+    for _ in range(2):
+        mark = len(bench.inputs_seen)
+        bench.press()
+        bench.wait_input("button", True, since=mark)
+        bench.release()
+        bench.wait_input("button", False, since=mark)
+    mark = len(bench.shown)
+    bench.restart()
+    bench.wait_boot(2)
+    bench.wait_state(patterns.ALARM, since=mark)
+    bench.turn_key()
+    assert bench.wait_event(ev.PANIC_RESET).value == 2  # relearned from the journal, not lost with the RAM

@@ -47,6 +47,7 @@ def _board(**changes: object) -> dict[str, object]:
         ({"pins__button__pin": 40}, "pins.button.pin: pin 40 is outside 0..29"),
         ({"pins__siren__pin": 2}, "pins.siren.pin: pin 2 is already used by pins.button.pin"),
         ({"pins__button__active": "hi"}, "pins.button.active: 'hi' is not one of high, low"),
+        ({"pins__button__pull": True}, "pins.button.pull: True is not one of up, down, none"),
         ({"uart__baud": "fast"}, "uart.baud: 'fast' is not a whole number"),
         ({"heap_bytes": 1024}, "heap_bytes: 1024 is below the minimum 16384"),
         ({"pins__button__pn": 3}, "pins.button.pn: unknown field"),
@@ -98,6 +99,8 @@ def test_build_refuses_a_bad_board(tmp_path: Path) -> None:
         ({"siren_high_hz": 9000}, "siren_high_hz: 9000 Hz is outside the board's sounder range 400..4000 Hz"),
         ({"low_battery_v": 13.5}, "low_battery_v: must be below ac_loss_v"),
         ({"sirne_cutoff_s": 60}, "sirne_cutoff_s: unknown field"),
+        ({"long_press_ms": 5000, "stuck_ms": 3000}, "long_press_ms: must be below stuck_ms"),
+        ({"siren_low_hz": 300, "siren_high_hz": 350}, "siren_low_hz: must be below siren_high_hz"),
     ],
 )
 def test_bad_config_is_refused_naming_the_field(config: dict[str, object], message: str) -> None:
@@ -105,6 +108,7 @@ def test_bad_config_is_refused_naming_the_field(config: dict[str, object], messa
     assert message in errors
     # every value the firmware would use is still a valid one
     assert values["siren_cutoff_s"] <= 1200 and values["siren_low_hz"] < values["siren_high_hz"]
+    assert values["long_press_ms"] < values["stuck_ms"] and values["low_battery_v"] < values["ac_loss_v"]
 
 
 def test_firmware_survives_a_bad_config_with_defaults_and_trouble(make_bench: Callable[..., Bench]) -> None:
@@ -140,3 +144,16 @@ def test_firmware_survives_a_bad_board_pin(make_bench: Callable[..., Bench], tmp
     t = bench.press()
     bench.wait_output("siren", True, after=t)
     bench.wait_event(ev.PANIC)
+
+
+def test_config_trouble_is_restored_once_the_config_is_fixed(make_bench: Callable[..., Bench]) -> None:
+    bench = make_bench(config={"siren_cutoff_s": 5000})
+    bench.wait_event(ev.SYSTEM_TROUBLE, ev.NEW, zone=ev.ZONE_CONFIG)
+    bench.power_cut()
+    (bench.flash / "config.json").write_text(json.dumps({"siren_cutoff_s": 600}))
+    mark = len(bench.logged)
+    bench.power_on()
+    bench.wait_boot(2)
+    restore = bench.wait_event(ev.SYSTEM_TROUBLE, ev.RESTORE, zone=ev.ZONE_CONFIG, since=mark)
+    assert restore.boot == 2
+    assert not bench.troubles[1:] or all("siren_cutoff_s" in t for t in bench.troubles)

@@ -7,8 +7,10 @@ while latched sounds the siren again (someone is still pressing: the danger is
 still there).  The siren stops ``siren_cutoff_s`` after it last started; the
 strobe goes on until reset.
 
-The machine decides and reports; ``show`` (the outputs) and ``emit`` (the
-journal) are passed in, so it runs the same on a board, the bench and in tests.
+The machine decides and reports; ``show`` (the outputs), ``emit`` (the journal)
+and ``persist`` (keeps the latch across power cuts) are passed in, so it runs the
+same on a board, the bench and in tests.  The order is outputs, latch, record:
+a power cut at any point leaves the alarm latched after the restart.
 
 >>> alarm = Alarm(show=outputs.show, emit=post.emit)
 >>> alarm.press()
@@ -25,9 +27,10 @@ from alarmpost.patterns import ACKNOWLEDGED, ALARM, IDLE, LATCHED, SILENCED
 class Alarm:
     siren_cutoff_s = 180
 
-    def __init__(self, show, emit):
+    def __init__(self, show, emit, persist=None):
         self._show = show
         self._emit = emit
+        self._persist = persist or (lambda latched: None)
         self.state = IDLE
         self.presses = 0
         self.siren_started = None  # ticks_ms when the siren last started; None when not allowed
@@ -50,17 +53,21 @@ class Alarm:
 
     def press(self, value=events.PRESS_FIRST):
         """The button was pressed: light and sound first, then record."""
-        if self.latched and value == events.PRESS_FIRST:
+        was_latched = self.latched
+        if was_latched and value == events.PRESS_FIRST:
             value = events.PRESS_REPEAT
         self._enter(ALARM, siren=True)
+        if not was_latched:
+            self._persist(True)
         self.presses += 1
         self._emit(events.PANIC, events.NEW, events.ZONE_BUTTON, value)
 
     def long_press(self):
         self._emit(events.PANIC, events.NEW, events.ZONE_BUTTON, events.PRESS_LONG)
 
-    def restore_latched(self):
+    def restore_latched(self, presses):
         """After a reset of the board, raise a latched alarm again (no new event)."""
+        self.presses = presses
         self._enter(ALARM, siren=True)
 
     def acknowledge(self):
@@ -84,6 +91,7 @@ class Alarm:
         self.presses = 0
         self._enter(IDLE, siren=False)
         self._emit(events.PANIC_RESET, events.NEW, zone, presses)
+        self._persist(False)  # after the record: a cut in between re-raises, never loses, the alarm
         return True
 
     def check_siren_cutoff(self):

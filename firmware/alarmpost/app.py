@@ -5,7 +5,7 @@ anything else, the watchdog starts, the journal is opened, and an alarm that was
 latched before a reset or power cut is raised again before the tasks start.
 
 Console lines (USB REPL on a board, read by the bench in simulation):
-``EV seq boot uptime code qualifier zone value text`` for every committed event,
+``EV seq boot uptime code qualifier zone value`` for every committed event,
 ``ST state siren test faults`` when what the post shows changes, ``IN input level``
 when the firmware has taken in an input change, ``UP boot`` once the tasks run, ``TR text`` for
 a trouble that needs a person (a bad config field, a failed flash write).
@@ -46,7 +46,10 @@ class Post:
 
     def __init__(self, folder="."):
         self.folder = folder
-        self.started = time.ticks_ms()
+        self._uptime = 0
+        self._uptime_mark = time.ticks_ms()
+        self._presses_since_reset = 0
+        self._config_trouble_open = False
         self.faults = {}  # (code, zone) -> True while active: troubles, tamper, supply
         self.testing = False
         self.listeners = []
@@ -55,7 +58,7 @@ class Post:
         self._shown = None
         self._load_settings()
         self._build_outputs()
-        self.alarm = Alarm(self.show, self.emit)
+        self.alarm = Alarm(self.show, self.emit, self._set_latch_file)
         self.alarm.siren_cutoff_s = self.config["siren_cutoff_s"]
         self.supervisor = Supervisor(machine.WDT(timeout=self.config["wdt_timeout_ms"]), self.config["wdt_timeout_ms"])
         self.journal = Journal(folder, self.config["journal_records"])
@@ -84,7 +87,7 @@ class Post:
         pin = self.board["pins.%s.pin" % device]
         if pin is None:
             return None
-        return pin, self.board["pins.%s.active" % device] == "low"
+        return pin, self.board.get("pins.%s.active" % device) == "low"
 
     def _device(self, device, build, fallback):
         wiring = self._pin(device)
@@ -131,18 +134,21 @@ class Post:
         for switch in (self.key_switch, self.tamper):
             if switch is not None:
                 switch.debounce_ms = config["switch_debounce_ms"]
-        self.supply = None
-        if self.board["pins.supply_adc.pin"] is not None:
-            self.supply = Supply(
-                machine.ADC(self.board["pins.supply_adc.pin"]),
-                self.board["supply_full_scale_v"],
-                config["ac_loss_v"],
-                config["low_battery_v"],
-                self._supply_changed,
-            )
-            self.supply.poll_ms = config["supply_poll_ms"]
-            self.supply.confirm_ms = config["supply_confirm_ms"]
-            self.supply.hysteresis_v = config["supply_hysteresis_v"]
+        self.supply = self._device("supply_adc", self._build_supply, None)
+
+    def _build_supply(self, pin, active_low):
+        config = self.config
+        supply = Supply(
+            machine.ADC(machine.Pin(pin)),
+            self.board["supply_full_scale_v"],
+            config["ac_loss_v"],
+            config["low_battery_v"],
+            self._supply_changed,
+        )
+        supply.poll_ms = config["supply_poll_ms"]
+        supply.confirm_ms = config["supply_confirm_ms"]
+        supply.hysteresis_v = config["supply_hysteresis_v"]
+        return supply
 
     # -- what the post shows ------------------------------------------------------
 
@@ -163,8 +169,7 @@ class Post:
     def emit(self, code, qualifier, zone, value=0):
         """Journal an event, print it and hand it to listeners (the link to the Pi)."""
         self.seq += 1
-        uptime = time.ticks_diff(time.ticks_ms(), self.started)
-        event = events.Event(self.seq, self.boot_count, uptime, code, qualifier, zone, value)
+        event = events.Event(self.seq, self.boot_count, self.uptime_ms(), code, qualifier, zone, value)
         try:
             self.journal.append(event)
         except OSError as exc:
@@ -173,6 +178,17 @@ class Post:
         for listener in self.listeners:
             listener(event)
         return event
+
+    def uptime_ms(self):
+        """Milliseconds since boot, as the journal stores them (wraps after 49.7 days).
+
+        ticks_ms() differences are only valid for 6.2 days on 32-bit ports, so the
+        main loop folds them into a plain counter several times a second.
+        """
+        now = time.ticks_ms()
+        self._uptime += time.ticks_diff(now, self._uptime_mark)
+        self._uptime_mark = now
+        return self._uptime & 0xFFFFFFFF
 
     def _fault(self, code, zone, active, value=0):
         key = (code, zone)
@@ -205,10 +221,7 @@ class Post:
     # -- input handlers ---------------------------------------------------------------
 
     def _pressed(self, at_boot):
-        was_latched = self.alarm.latched
         self.alarm.press(events.PRESS_AT_BOOT if at_boot else events.PRESS_FIRST)
-        if not was_latched:
-            self._set_latch_file(True)
         print("IN button 1")
 
     def _released(self):
@@ -221,9 +234,7 @@ class Post:
         print("IN key_switch %d" % turned)
         if not turned:
             return
-        if self.alarm.reset(events.ZONE_KEY_SWITCH):
-            self._set_latch_file(False)
-        elif not self.testing:
+        if not self.alarm.reset(events.ZONE_KEY_SWITCH) and not self.testing:
             asyncio.create_task(self._manual_test())
 
     async def _manual_test(self):
@@ -243,20 +254,32 @@ class Post:
 
     # -- running ----------------------------------------------------------------------
 
+    def _replay(self, event):
+        """Learn from the journal what RAM lost: presses since the last reset, an open config trouble."""
+        if event.code == events.PANIC and event.value != events.PRESS_LONG:
+            self._presses_since_reset += 1
+        elif event.code == events.PANIC_RESET:
+            self._presses_since_reset = 0
+        elif event.code == events.SYSTEM_TROUBLE and event.zone == events.ZONE_CONFIG:
+            self._config_trouble_open = event.qualifier == events.NEW
+
     def boot(self):
         self.show()
-        kept = self.journal.open()
-        if kept:
-            self.seq = kept[-1].seq
-            self.boot_count = (kept[-1].boot + 1) & 0xFFFF
+        self.journal.open(self._replay)
+        last = self.journal.last
+        if last is not None:
+            self.seq = last.seq
+            self.boot_count = (last.boot + 1) & 0xFFFF
         self._build_inputs()
         self.emit(events.SYSTEM_RESET, events.NEW, events.ZONE_SYSTEM, machine.reset_cause())
         for error in self.setting_errors:
             print("TR config " + error)
         if self.setting_errors:
             self._fault(events.SYSTEM_TROUBLE, events.ZONE_CONFIG, True, len(self.setting_errors))
+        elif self._config_trouble_open:
+            self.emit(events.SYSTEM_TROUBLE, events.RESTORE, events.ZONE_CONFIG)
         if self._latch_file_exists():
-            self.alarm.restore_latched()
+            self.alarm.restore_latched(self._presses_since_reset)
 
     def _start(self, name, coro):
         task = asyncio.create_task(coro)
@@ -280,6 +303,7 @@ class Post:
         turns = 0
         while True:
             self.supervisor.main_loop_turned()
+            self.uptime_ms()
             self.alarm.check_siren_cutoff()
             turns += 1
             if turns % self.gc_every == 0:

@@ -5,15 +5,17 @@ with its own CRC-32, to the active segment; when it holds ``records`` events the
 other segment is emptied and becomes active, so between N and 2N events are
 always kept and the flash used is bounded.
 
-Power may fail at any byte.  A torn record at the end of a segment fails its CRC
-and is dropped when the journal is opened; the good records before it are copied
+Power may fail at any byte.  A torn record at the end of a segment is dropped
+when the journal is opened, and so is a record damaged in the middle (its CRC
+fails) without losing the good records after it.  The good records are copied
 to a temporary file that is renamed over the segment (rename is atomic on
 LittleFS and POSIX), so a cut during the repair loses nothing either.
 
-Only events are written; heartbeats and status never touch the flash.
+Only events are written; heartbeats and status never touch the flash.  Opening
+reads one record at a time, so it needs no more heap for 256 records than for 8.
 
 >>> j = Journal(".", records=64)
->>> events = j.open()          # every intact event, oldest first
+>>> j.open(visit=print)        # every intact event, oldest first
 >>> j.append(some_event)       # written and closed before it returns
 """
 
@@ -37,29 +39,39 @@ def _exists(path):
         return False
 
 
-def read_segment(path):
-    """(intact events, size of the intact prefix in bytes, file size)."""
+def _intact(path):
+    """Yield the intact events of a segment in order, then None if anything was dropped."""
     try:
-        with open(path, "rb") as f:
-            data = f.read()
+        f = open(path, "rb")
     except OSError:
-        return [], 0, 0
-    events = []
-    good = 0
-    while good + RECORD_SIZE <= len(data):
-        event = Event.unpack(data[good : good + RECORD_SIZE])
-        if event is None or (events and event.seq <= events[-1].seq):
-            break
-        events.append(event)
-        good += RECORD_SIZE
-    return events, good, len(data)
+        return
+    with f:
+        last_seq = 0
+        dropped = False
+        while True:
+            record = f.read(RECORD_SIZE)
+            if not record:
+                break
+            event = Event.unpack(record)
+            if event is None or event.seq <= last_seq:
+                dropped = True  # torn tail, or a damaged record: skip it, keep the rest
+                continue
+            last_seq = event.seq
+            yield event
+        if dropped:
+            yield None
+
+
+def read_segment(path):
+    """The intact events of one segment, oldest first (for host tools and tests)."""
+    return [e for e in _intact(path) if e is not None]
 
 
 def read_events(folder="."):
     """Every intact event in the journal, oldest first, without changing the flash."""
     found = []
     for name in SEGMENTS:
-        found.extend(read_segment(_path(folder, name))[0])
+        found.extend(read_segment(_path(folder, name)))
     found.sort(key=lambda e: e.seq)
     return found
 
@@ -77,43 +89,51 @@ class Journal:
         self.count = 0
         self.last = None
 
-    def open(self):
-        """Repair torn tails, pick the active segment and return the kept events."""
+    def _segment(self, index):
+        return _path(self.folder, SEGMENTS[index])
+
+    def open(self, visit=None):
+        """Repair damage, pick the active segment; call ``visit(event)`` for each kept event, oldest first."""
         repair = _path(self.folder, REPAIR_FILE)
         if _exists(repair):
             os.remove(repair)
-        segments = []
-        for name in SEGMENTS:
-            path = _path(self.folder, name)
-            events, good, size = read_segment(path)
-            if good != size:
-                self._rewrite(path, good)
-            segments.append(events)
-        newest = [s[-1].seq if s else 0 for s in segments]
-        self.active = 0 if newest[0] >= newest[1] else 1
-        self.count = len(segments[self.active])
-        kept = segments[0] + segments[1]
-        kept.sort(key=lambda e: e.seq)
-        self.last = kept[-1] if kept else None
-        return kept
+        counts = [0, 0]
+        newest = [None, None]
+        for index in (0, 1):
+            damaged = False
+            for event in _intact(self._segment(index)):
+                if event is None:
+                    damaged = True
+                else:
+                    counts[index] += 1
+                    newest[index] = event
+            if damaged:
+                self._rewrite(index)
+        seqs = [e.seq if e else 0 for e in newest]
+        self.active = 0 if seqs[0] >= seqs[1] else 1
+        self.count = counts[self.active]
+        self.last = newest[self.active]
+        if visit is not None:
+            for index in (1 - self.active, self.active):
+                for event in _intact(self._segment(index)):
+                    visit(event)
 
-    def _rewrite(self, path, good):
+    def _rewrite(self, index):
         repair = _path(self.folder, REPAIR_FILE)
-        with open(path, "rb") as f:
-            data = f.read(good)
-        with open(repair, "wb") as f:
-            f.write(data)
-        os.rename(repair, path)
+        with open(repair, "wb") as out:
+            for event in _intact(self._segment(index)):
+                if event is not None:
+                    out.write(event.pack())
+        os.rename(repair, self._segment(index))
 
     def append(self, event):
         """Write one event; when this returns, the event survives a power cut."""
         if self.count >= self.records:
             self.active = 1 - self.active
             self.count = 0
-            path = _path(self.folder, SEGMENTS[self.active])
-            if _exists(path):
-                os.remove(path)
-        with open(_path(self.folder, SEGMENTS[self.active]), "ab") as f:
+            if _exists(self._segment(self.active)):
+                os.remove(self._segment(self.active))
+        with open(self._segment(self.active), "ab") as f:
             f.write(event.pack())
         self.count += 1
         self.last = event

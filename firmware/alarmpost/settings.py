@@ -71,7 +71,7 @@ CONFIG_FIELDS = [
     ("ac_loss_v", "num", 13.0, 5.0, 50.0),
     ("low_battery_v", "num", 11.5, 5.0, 50.0),
     ("supply_hysteresis_v", "num", 0.3, 0.05, 5.0),
-    ("journal_records", "int", 64, 8, 4096),
+    ("journal_records", "int", 64, 8, 256),
     ("wdt_timeout_ms", "int", 5000, 500, 8000),
 ]
 
@@ -95,8 +95,8 @@ def _leaf_paths(data, prefix=""):
 
 def _problem(value, kind, low, high):
     """What is wrong with one value, or None."""
-    if value is True or value is False:
-        return "%r is a true/false value, expected a %s" % (value, "number" if kind != "str" else "text")
+    if (value is True or value is False) and kind in ("int", "pin", "num"):
+        return "%r is a true/false value, expected a number" % (value,)
     if kind in ("int", "pin"):
         if not isinstance(value, int):
             return "%r is not a whole number" % (value,)
@@ -174,22 +174,13 @@ def check_board(data):
             owner[pin] = path
     if values["siren_min_hz"] > values["siren_max_hz"]:
         errors.append("siren_min_hz: %d is above siren_max_hz" % values["siren_min_hz"])
+        _use_defaults(BOARD_FIELDS, values, ("siren_min_hz", "siren_max_hz"))
     return values, errors
 
 
 def check_config(data, board=None):
     """Check a config; with a board's values, also check the siren fits its sounder."""
     values, errors = check(CONFIG_FIELDS, data)
-    if values["siren_low_hz"] >= values["siren_high_hz"]:
-        errors.append("siren_low_hz: must be below siren_high_hz")
-        values["siren_low_hz"], values["siren_high_hz"] = _default(CONFIG_FIELDS, "siren_low_hz"), _default(
-            CONFIG_FIELDS, "siren_high_hz"
-        )
-    if values["low_battery_v"] >= values["ac_loss_v"]:
-        errors.append("low_battery_v: must be below ac_loss_v")
-        values["low_battery_v"], values["ac_loss_v"] = _default(CONFIG_FIELDS, "low_battery_v"), _default(
-            CONFIG_FIELDS, "ac_loss_v"
-        )
     if board is not None:
         for path in ("siren_low_hz", "siren_high_hz"):
             hz = values[path]
@@ -199,14 +190,17 @@ def check_config(data, board=None):
                     % (path, hz, board["siren_min_hz"], board["siren_max_hz"])
                 )
                 values[path] = min(max(hz, board["siren_min_hz"]), board["siren_max_hz"])
+    for low, high in (("siren_low_hz", "siren_high_hz"), ("low_battery_v", "ac_loss_v"), ("long_press_ms", "stuck_ms")):
+        if values[low] >= values[high]:
+            errors.append("%s: must be below %s" % (low, high))
+            _use_defaults(CONFIG_FIELDS, values, (low, high))
     return values, errors
 
 
-def _default(fields, path):
+def _use_defaults(fields, values, paths):
     for name, _, default, _, _ in fields:
-        if name == path:
-            return default
-    raise KeyError(path)
+        if name in paths:
+            values[name] = default
 
 
 def load_json(path):
