@@ -21,6 +21,8 @@ from hw_sim.boards import SettingsError, board_path, load_board
 from hw_sim.paths import BUILD_DIR, FIRMWARE_DIR, SIM_MACHINE_DIR, tool
 
 PACKAGE = "alarmpost"
+# -O2 drops asserts and __debug__ code; line numbers stay so tracebacks still point at the source
+MPY_CROSS_FLAGS: list[str] = []
 
 
 def firmware_modules() -> list[Path]:
@@ -43,7 +45,7 @@ def build(board: str, out: Path, compiled: bool = True) -> int:
         else:
             target = package / (source.stem + ".mpy")
             subprocess.run(
-                [mpy_cross, "-s", f"{PACKAGE}/{source.name}", "-o", str(target), str(source)],
+                [mpy_cross, *MPY_CROSS_FLAGS, "-s", f"{PACKAGE}/{source.name}", "-o", str(target), str(source)],
                 check=True,
                 capture_output=True,
                 text=True,

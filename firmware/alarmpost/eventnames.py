@@ -18,6 +18,7 @@ CODE_NAMES = {
     ev.LOW_BATTERY: "low battery",
     ev.SYSTEM_RESET: "system reset",
     ev.SELF_TEST_FAILURE: "self-test failure",
+    ev.COMM_TROUBLE: "communication trouble",
     ev.CANCEL: "cancel",
     ev.PANIC_RESET: "panic reset",
     ev.MANUAL_TEST: "manual test",
@@ -32,6 +33,8 @@ ZONE_NAMES = {
     ev.ZONE_KEY_SWITCH: "key switch",
     ev.ZONE_CONFIG: "config",
     ev.ZONE_OPERATOR: "operator",
+    ev.ZONE_LINK: "serial link",
+    ev.ZONE_ALARM_LINE: "alarm line",
 }
 
 # Reset causes carried by the boot (SYSTEM_RESET) event; numbers follow `machine`.

@@ -26,6 +26,7 @@ AC_LOSS = 301
 LOW_BATTERY = 302
 SYSTEM_RESET = 305
 SELF_TEST_FAILURE = 307
+COMM_TROUBLE = 350
 CANCEL = 406
 PANIC_RESET = 465
 MANUAL_TEST = 601
@@ -43,6 +44,8 @@ ZONE_SUPPLY = 3
 ZONE_KEY_SWITCH = 4
 ZONE_CONFIG = 5
 ZONE_OPERATOR = 6
+ZONE_LINK = 7  # the serial link between the board and the Pi
+ZONE_ALARM_LINE = 8  # the hard-wired alarm line, as the Pi sees it
 
 # Values carried by panic events
 PRESS_FIRST = 1  # the press that raised the alarm

@@ -114,9 +114,32 @@ class Journal:
         self.count = counts[self.active]
         self.last = newest[self.active]
         if visit is not None:
-            for index in (1 - self.active, self.active):
-                for event in _intact(self._segment(index)):
-                    visit(event)
+            for event in self._in_order():
+                visit(event)
+
+    def _in_order(self):
+        for index in (1 - self.active, self.active):
+            for event in _intact(self._segment(index)):
+                if event is not None:
+                    yield event
+
+    # These read the segments to the end rather than stop early: an abandoned
+    # generator would keep its file open until the next collection.
+
+    def events_after(self, seq, limit):
+        """Up to ``limit`` kept events with a sequence number above ``seq``, oldest first."""
+        found = []
+        for event in self._in_order():
+            if event.seq > seq and len(found) < limit:
+                found.append(event)
+        return found
+
+    def oldest_seq(self):
+        """The sequence number of the oldest kept event, or 0 when the journal is empty."""
+        oldest = 0
+        for event in self._in_order():
+            oldest = oldest or event.seq
+        return oldest
 
     def _rewrite(self, index):
         repair = _path(self.folder, REPAIR_FILE)

@@ -73,6 +73,8 @@ CONFIG_FIELDS = [
     ("supply_hysteresis_v", "num", 0.3, 0.05, 5.0),
     ("journal_records", "int", 64, 8, 256),
     ("wdt_timeout_ms", "int", 5000, 500, 8000),
+    ("link_heartbeat_ms", "int", 1000, 100, 5000),
+    ("link_timeout_ms", "int", 3000, 500, 30000),
 ]
 
 
@@ -194,6 +196,9 @@ def check_config(data, board=None):
         if values[low] >= values[high]:
             errors.append("%s: must be below %s" % (low, high))
             _use_defaults(CONFIG_FIELDS, values, (low, high))
+    if values["link_timeout_ms"] < 2 * values["link_heartbeat_ms"]:
+        errors.append("link_timeout_ms: must be at least twice link_heartbeat_ms")
+        _use_defaults(CONFIG_FIELDS, values, ("link_heartbeat_ms", "link_timeout_ms"))
     return values, errors
 
 

@@ -1,0 +1,368 @@
+"""The edge daemon's TOML config: read once at start, every key checked, every error named.
+
+A config names the serial port to the board and may change any other setting; every
+key it leaves out takes its default.  A bad value, a missing required key, an unknown
+key or section refuses the whole file, and :class:`ConfigError` lists every problem at
+once, each named by its dotted path (``serial.baud``, ``link.timeout_s``).
+
+>>> config = parse_config('[serial]\\nport = "/dev/serial0"\\n[link]\\nheartbeat_s = 0.5', "edge.toml")
+>>> config.serial.port, config.serial.baud, config.link.heartbeat_s, config.link.timeout_s
+('/dev/serial0', 115200, 0.5, 3.0)
+>>> try:
+...     parse_config('[serial]\\nport = "/dev/serial0"\\nbaud = 12345\\n[sirial]', "edge.toml")
+... except ConfigError as exc:
+...     print(*exc.errors, sep="\\n")
+sirial: unknown section (known: serial, store, link, gpio, log, board)
+serial.baud: 12345 is not a standard baud rate (9600, 19200, 38400, 57600, 115200, 230400, 460800, 921600)
+
+Check a file from the shell (prints ``FILE: ok``, or the errors and exits 1)::
+
+    python -m edge_daemon.config check /etc/alarmpost/edge.toml
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import re
+import sys
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+BAUD_RATES = (9600, 19200, 38400, 57600, 115200, 230400, 460800, 921600)
+BCM_GPIO_MAX = 27  # the 40-pin header carries BCM GPIO 0-27 on every Raspberry Pi since the B+
+LEVELS = ("high", "low")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("json", "text")
+BOARD_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
+
+Level = Literal["high", "low"]
+LogLevel = Literal["debug", "info", "warning", "error"]
+LogFormat = Literal["json", "text"]
+
+
+class ConfigError(ValueError):
+    """A config the daemon refuses; ``errors`` names each problem by dotted path.
+
+    >>> exc = ConfigError("edge.toml", ["serial.port: required"])
+    >>> print(exc)
+    edge.toml is refused:
+      serial.port: required
+    """
+
+    def __init__(self, source: str, errors: list[str]):
+        self.source = source
+        self.errors = errors
+        lines = "\n  ".join(errors)
+        super().__init__(f"{source} is refused:\n  {lines}")
+
+
+@dataclass(frozen=True)
+class SerialConfig:
+    """The UART to the board: ``port`` (required, e.g. ``/dev/serial0``) and ``baud``."""
+
+    port: str
+    baud: int = 115200
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    """Where the durable event store (an SQLite file) lives."""
+
+    path: str = "/var/lib/alarmpost/events.db"
+
+
+@dataclass(frozen=True)
+class LinkConfig:
+    """Link supervision: heartbeat period, silence that means the link is lost, frame ack wait."""
+
+    heartbeat_s: float = 1.0
+    timeout_s: float = 3.0
+    ack_timeout_s: float = 0.5
+
+
+@dataclass(frozen=True)
+class GpioConfig:
+    """The hard-wired alarm line from the board, and the pin that resets the board."""
+
+    enabled: bool = True
+    alarm_line_pin: int = 17
+    alarm_line_active: Level = "high"
+    board_reset_pin: int = 27
+    board_reset_active: Level = "low"
+    reset_pulse_ms: int = 100
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    """Log level and format (``json``: one object per line; ``text``: for people)."""
+
+    level: LogLevel = "info"
+    format: LogFormat = "json"
+
+
+@dataclass(frozen=True)
+class BoardConfig:
+    """The post's identity: the name its events are stored and reported under."""
+
+    name: str = "post-1"
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole checked config; build it with :func:`load_config` or :func:`parse_config`."""
+
+    serial: SerialConfig
+    store: StoreConfig = field(default_factory=StoreConfig)
+    link: LinkConfig = field(default_factory=LinkConfig)
+    gpio: GpioConfig = field(default_factory=GpioConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+    board: BoardConfig = field(default_factory=BoardConfig)
+
+
+# A check takes a TOML value and returns (checked value, None) or (None, what is wrong).
+Check = Callable[[Any], tuple[Any, str | None]]
+
+
+def _show(value: Any) -> str:
+    """A value as it would be written in TOML, for error messages."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, list):
+        return "an array"
+    return str(value)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _number(low: float, high: float) -> Check:
+    def check(value: Any) -> tuple[Any, str | None]:
+        if not (_is_int(value) or isinstance(value, float)):
+            return None, f"{_show(value)} is not a number"
+        if not math.isfinite(value):
+            return None, f"{_show(value)} is not a finite number"
+        if value < low:
+            return None, f"{_show(value)} is below the minimum {low:g}"
+        if value > high:
+            return None, f"{_show(value)} is above the maximum {high:g}"
+        return float(value), None
+
+    return check
+
+
+def _integer(low: int, high: int) -> Check:
+    def check(value: Any) -> tuple[Any, str | None]:
+        if not _is_int(value):
+            return None, f"{_show(value)} is not an integer"
+        if value < low:
+            return None, f"{_show(value)} is below the minimum {low}"
+        if value > high:
+            return None, f"{_show(value)} is above the maximum {high}"
+        return value, None
+
+    return check
+
+
+def _baud(value: Any) -> tuple[Any, str | None]:
+    if not _is_int(value) or value not in BAUD_RATES:
+        return None, f"{_show(value)} is not a standard baud rate ({', '.join(map(str, BAUD_RATES))})"
+    return value, None
+
+
+def _bcm_pin(value: Any) -> tuple[Any, str | None]:
+    if not _is_int(value) or not 0 <= value <= BCM_GPIO_MAX:
+        return None, f"{_show(value)} is not a BCM GPIO (0-{BCM_GPIO_MAX})"
+    return value, None
+
+
+def _choice(options: tuple[str, ...]) -> Check:
+    def check(value: Any) -> tuple[Any, str | None]:
+        if value not in options or not isinstance(value, str):
+            return None, f"{_show(value)} is not one of {', '.join(options)}"
+        return value, None
+
+    return check
+
+
+def _boolean(value: Any) -> tuple[Any, str | None]:
+    if not isinstance(value, bool):
+        return None, f"{_show(value)} is not true or false"
+    return value, None
+
+
+def _text(value: Any) -> tuple[Any, str | None]:
+    if not isinstance(value, str):
+        return None, f"{_show(value)} is not a string"
+    if not value.strip():
+        return None, "must not be empty"
+    if "\0" in value:
+        return None, f"{_show(value)} contains a NUL character"
+    return value, None
+
+
+def _board_name(value: Any) -> tuple[Any, str | None]:
+    if not isinstance(value, str) or not BOARD_NAME.fullmatch(value):
+        return None, f"{_show(value)} must be 1-64 characters of A-Z a-z 0-9 . _ -"
+    return value, None
+
+
+# Each section: its dataclass and a check per key.  Defaults come from the dataclasses.
+SECTIONS: dict[str, tuple[type[Any], dict[str, Check]]] = {
+    "serial": (SerialConfig, {"port": _text, "baud": _baud}),
+    "store": (StoreConfig, {"path": _text}),
+    "link": (
+        LinkConfig,
+        {"heartbeat_s": _number(0.1, 10.0), "timeout_s": _number(0.5, 30.0), "ack_timeout_s": _number(0.05, 10.0)},
+    ),
+    "gpio": (
+        GpioConfig,
+        {
+            "enabled": _boolean,
+            "alarm_line_pin": _bcm_pin,
+            "alarm_line_active": _choice(LEVELS),
+            "board_reset_pin": _bcm_pin,
+            "board_reset_active": _choice(LEVELS),
+            "reset_pulse_ms": _integer(10, 5000),
+        },
+    ),
+    "log": (LogConfig, {"level": _choice(LOG_LEVELS), "format": _choice(LOG_FORMATS)}),
+    "board": (BoardConfig, {"name": _board_name}),
+}
+
+
+def _section(name: str, table: Any, errors: list[str]) -> Any:
+    """One section's dataclass from its TOML table, or None after adding its errors."""
+    cls, checks = SECTIONS[name]
+    if not isinstance(table, dict):
+        errors.append(f"{name}: {_show(table)} is not a table (write it as [{name}])")
+        return None
+    values: dict[str, Any] = {}
+    ok = True
+    for key in table:
+        if key not in checks:
+            errors.append(f"{name}.{key}: unknown key (known: {', '.join(checks)})")
+            ok = False
+    for f in dataclasses.fields(cls):
+        path = f"{name}.{f.name}"
+        if f.name not in table:
+            if f.default is dataclasses.MISSING:
+                errors.append(f"{path}: required")
+                ok = False
+            continue
+        value, problem = checks[f.name](table[f.name])
+        if problem is not None:
+            errors.append(f"{path}: {problem}")
+            ok = False
+        else:
+            values[f.name] = value
+    return cls(**values) if ok else None
+
+
+def _cross_checks(sections: dict[str, Any], errors: list[str]) -> None:
+    """Rules that tie keys together; each runs only when its keys passed on their own."""
+    link: LinkConfig | None = sections.get("link")
+    if link is not None:
+        if link.timeout_s < 2 * link.heartbeat_s:
+            errors.append(
+                f"link.timeout_s: must be at least 2 × link.heartbeat_s ({link.timeout_s:g} < 2 × {link.heartbeat_s:g})"
+            )
+        if link.ack_timeout_s >= link.timeout_s:
+            errors.append(
+                f"link.ack_timeout_s: must be less than link.timeout_s ({link.ack_timeout_s:g} >= {link.timeout_s:g})"
+            )
+    gpio: GpioConfig | None = sections.get("gpio")
+    if gpio is not None and gpio.alarm_line_pin == gpio.board_reset_pin:
+        errors.append(f"gpio.board_reset_pin: {gpio.board_reset_pin} is also gpio.alarm_line_pin")
+
+
+def check_data(data: dict[str, Any], source: str = "config") -> Config:
+    """A :class:`Config` from already-parsed TOML data; :class:`ConfigError` lists every problem.
+
+    >>> check_data({"serial": {"port": "/dev/ttyUSB0"}, "gpio": {"alarm_line_pin": 40}}, "test")
+    Traceback (most recent call last):
+      ...
+    edge_daemon.config.ConfigError: test is refused:
+      gpio.alarm_line_pin: 40 is not a BCM GPIO (0-27)
+    """
+    errors: list[str] = []
+    for name in data:
+        if name not in SECTIONS:
+            errors.append(f"{name}: unknown section (known: {', '.join(SECTIONS)})")
+    sections: dict[str, Any] = {}
+    for name in SECTIONS:
+        sections[name] = _section(name, data.get(name, {}), errors)
+    _cross_checks(sections, errors)
+    if errors:
+        raise ConfigError(source, errors)
+    return Config(**sections)
+
+
+def parse_config(text: str, source: str = "config") -> Config:
+    """A :class:`Config` from TOML text; ``source`` names the text in errors.
+
+    >>> parse_config('[serial]\\nport = "/dev/ttyAMA0"\\n[board]\\nname = "gate-3"').board.name
+    'gate-3'
+    """
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(source, [f"not valid TOML: {exc}"]) from None
+    return check_data(data, source)
+
+
+def load_config(path: Path) -> Config:
+    """The checked config in the TOML file at ``path``; :class:`ConfigError` names the file and each problem.
+
+    >>> load_config(Path("/nonexistent/edge.toml"))
+    Traceback (most recent call last):
+      ...
+    edge_daemon.config.ConfigError: /nonexistent/edge.toml is refused:
+      file not found
+    """
+    source = str(path)
+    try:
+        raw = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(source, ["file not found"]) from None
+    except IsADirectoryError:
+        raise ConfigError(source, ["is a directory, not a file"]) from None
+    except OSError as exc:
+        raise ConfigError(source, [f"cannot be read: {exc.strerror or exc}"]) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(source, [f"not valid TOML: not UTF-8 text (byte {exc.start})"]) from None
+    return parse_config(text, source)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m edge_daemon.config check FILE...``: 0 when every file is ok, else 1."""
+    parser = argparse.ArgumentParser(prog="python -m edge_daemon.config", description="Check edge daemon configs.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    check = sub.add_parser("check", help="check config files; print FILE: ok or the errors")
+    check.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    args = parser.parse_args(argv)
+    failed = False
+    for path in args.files:
+        try:
+            load_config(path)
+        except ConfigError as exc:
+            print(exc, file=sys.stderr)
+            failed = True
+        else:
+            print(f"{path}: ok")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

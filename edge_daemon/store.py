@@ -1,0 +1,270 @@
+"""The durable local event store: every event the post sees, kept in SQLite until the centre has it.
+
+Alarm signals must not be lost, so an event is committed to disk before :meth:`EventStore.add`
+returns: the database runs in WAL mode with ``synchronous=FULL``, which makes each commit
+survive a crash of the daemon and a power cut.  The board may send an event again (after a
+lost ack, or when the link comes back and it replays its journal); the store keeps one row
+per ``(board, source, boot, seq)`` and answers ``False`` to a repeat.
+
+Rows are also the outbox of the uplink to the monitoring centre: :meth:`EventStore.pending_uplink`
+gives the events not yet delivered, oldest first, and :meth:`EventStore.mark_uplinked` records
+the delivery.  A small key-value ``state`` table keeps what the daemon shows (link state, etc.).
+
+Event codes are not defined here; they live in ``alarmpost.events``.
+
+Threads: an ``EventStore`` holds one SQLite connection and must be used from the thread that
+opened it (sqlite3 refuses calls from another thread).  Other processes may read the file at
+the same time (WAL lets readers run beside the writer).
+
+>>> import tempfile, pathlib
+>>> tmp = tempfile.TemporaryDirectory()
+>>> store = EventStore(pathlib.Path(tmp.name) / "events.db")
+>>> store.add("post-1", boot=7, seq=41, code=120, qualifier=1, zone=1, value=1, uptime_ms=1500)
+True
+>>> store.add("post-1", boot=7, seq=41, code=120, qualifier=1, zone=1, value=1, uptime_ms=1500)
+False
+>>> store.last_seq("post-1"), store.count()
+(41, 1)
+>>> [(e.seq, e.code, e.uplinked_at) for e in store.pending_uplink()]
+[(41, 120, None)]
+>>> store.mark_uplinked([e.id for e in store.pending_uplink()])
+1
+>>> store.pending_uplink()
+[]
+>>> store.set_state("link", "up")
+>>> store.get_state("link")
+'up'
+>>> store.close(); tmp.cleanup()
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE events (
+    id INTEGER PRIMARY KEY,
+    board TEXT NOT NULL,
+    boot INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    code INTEGER NOT NULL,
+    qualifier INTEGER NOT NULL,
+    zone INTEGER NOT NULL,
+    value INTEGER NOT NULL,
+    uptime_ms INTEGER NOT NULL,
+    received_at REAL NOT NULL,
+    source TEXT NOT NULL DEFAULT 'board',
+    uplinked_at REAL,
+    UNIQUE (board, source, boot, seq)
+);
+CREATE INDEX events_by_seq ON events (board, source, seq);
+CREATE INDEX events_pending ON events (id) WHERE uplinked_at IS NULL;
+CREATE TABLE state (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL,
+    updated_at REAL NOT NULL
+);
+"""
+
+_COLUMNS = "id, board, boot, seq, code, qualifier, zone, value, uptime_ms, received_at, source, uplinked_at"
+
+
+class StoreError(RuntimeError):
+    """The event store cannot be opened or used as it is; the message names the file and why."""
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    """One row of the ``events`` table.
+
+    ``id`` is the row id (the order events were stored in); ``received_at`` and
+    ``uplinked_at`` are unix times; ``uplinked_at`` is None until the centre has the event.
+    """
+
+    id: int
+    board: str
+    boot: int
+    seq: int
+    code: int
+    qualifier: int
+    zone: int
+    value: int
+    uptime_ms: int
+    received_at: float
+    source: str
+    uplinked_at: float | None
+
+
+class EventStore:
+    """The event store in the SQLite file at ``path`` (created with its folder's parent existing).
+
+    Raises :class:`StoreError` when the file is not an SQLite database, was written by a newer
+    version of the daemon, or cannot run in WAL mode.
+
+    >>> import tempfile, pathlib
+    >>> with tempfile.TemporaryDirectory() as tmp, EventStore(pathlib.Path(tmp) / "e.db") as store:
+    ...     store.add("post-1", 1, 1, 602, 1, 0, 0, 60000, source="board")
+    True
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        try:
+            self._db = sqlite3.connect(self.path, timeout=10.0, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: cannot open: {exc}") from None
+        try:
+            self._setup()
+        except sqlite3.DatabaseError as exc:
+            self._db.close()
+            raise StoreError(f"{self.path}: not a usable event store: {exc}") from None
+        except StoreError:
+            self._db.close()
+            raise
+
+    def _setup(self) -> None:
+        mode = self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise StoreError(f"{self.path}: cannot use WAL mode (journal_mode is {mode})")
+        # FULL: in WAL mode every commit syncs the log, so a committed event survives a power cut.
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("BEGIN IMMEDIATE")  # one opener at a time creates the schema
+        try:
+            version = self._db.execute("PRAGMA user_version").fetchone()[0]
+            if version == 0:
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        self._db.execute(statement)
+                self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            elif version > SCHEMA_VERSION:
+                raise StoreError(
+                    f"{self.path}: schema version {version} is newer than this daemon knows"
+                    f" ({SCHEMA_VERSION}); run a newer daemon or move the file away"
+                )
+            self._db.execute("COMMIT")
+        except BaseException:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            raise
+
+    def __enter__(self) -> EventStore:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def add(
+        self,
+        board: str,
+        boot: int,
+        seq: int,
+        code: int,
+        qualifier: int,
+        zone: int,
+        value: int,
+        uptime_ms: int,
+        source: str = "board",
+        *,
+        received_at: float | None = None,
+    ) -> bool:
+        """Store one event, committed to disk before returning; False if that (board, source, boot, seq) is stored.
+
+        ``source`` is ``"board"`` for events from the board and ``"daemon"`` for the daemon's own
+        (link lost, board reset...), which number their own ``boot`` and ``seq`` without clashing
+        with the board's.  ``received_at`` defaults to now.
+        """
+        if not board:
+            raise ValueError("board: must not be empty")
+        if not source:
+            raise ValueError("source: must not be empty")
+        when = time.time() if received_at is None else received_at
+        cursor = self._db.execute(
+            "INSERT OR IGNORE INTO events"
+            " (board, boot, seq, code, qualifier, zone, value, uptime_ms, received_at, source)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (board, boot, seq, code, qualifier, zone, value, uptime_ms, when, source),
+        )
+        return cursor.rowcount == 1
+
+    def last_seq(self, board: str, source: str = "board") -> int:
+        """The highest ``seq`` stored for ``board`` (from ``source``), 0 if none.
+
+        The board's ``seq`` grows for its whole life, across resets, so this is where a
+        replay of its journal should start from.
+        """
+        row = self._db.execute("SELECT MAX(seq) FROM events WHERE board = ? AND source = ?", (board, source)).fetchone()
+        return int(row[0]) if row[0] is not None else 0
+
+    def events(self, board: str | None = None) -> list[StoredEvent]:
+        """Every stored event (of ``board`` when given), in the order they were stored."""
+        if board is None:
+            rows = self._db.execute(f"SELECT {_COLUMNS} FROM events ORDER BY id")
+        else:
+            rows = self._db.execute(f"SELECT {_COLUMNS} FROM events WHERE board = ? ORDER BY id", (board,))
+        return [StoredEvent(*row) for row in rows]
+
+    def count(self, board: str | None = None) -> int:
+        """How many events are stored (of ``board`` when given)."""
+        if board is None:
+            row = self._db.execute("SELECT COUNT(*) FROM events").fetchone()
+        else:
+            row = self._db.execute("SELECT COUNT(*) FROM events WHERE board = ?", (board,)).fetchone()
+        return int(row[0])
+
+    def pending_uplink(self, limit: int = 100) -> list[StoredEvent]:
+        """Up to ``limit`` events the centre does not have yet, oldest first."""
+        if limit < 1:
+            raise ValueError(f"limit: {limit} is below the minimum 1")
+        rows = self._db.execute(
+            f"SELECT {_COLUMNS} FROM events WHERE uplinked_at IS NULL ORDER BY id LIMIT ?", (limit,)
+        )
+        return [StoredEvent(*row) for row in rows]
+
+    def mark_uplinked(self, ids: Iterable[int], at: float | None = None) -> int:
+        """Record that the centre has the events with these ids (at ``at``, default now); how many changed.
+
+        Events already marked keep their first delivery time.  All ids are marked in one commit.
+        """
+        when = time.time() if at is None else at
+        params = [(when, int(i)) for i in ids]
+        if not params:
+            return 0
+        changed = 0
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            for param in params:
+                changed += self._db.execute(
+                    "UPDATE events SET uplinked_at = ? WHERE id = ? AND uplinked_at IS NULL", param
+                ).rowcount
+            self._db.execute("COMMIT")
+        except BaseException:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            raise
+        return changed
+
+    def set_state(self, key: str, value: str) -> None:
+        """Keep ``value`` under ``key`` (e.g. ``set_state("link", "down")``), committed before returning."""
+        self._db.execute(
+            "INSERT INTO state (key, value, updated_at) VALUES (?, ?, ?)"
+            " ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+            (key, value, time.time()),
+        )
+
+    def get_state(self, key: str) -> str | None:
+        """The value kept under ``key``, or None."""
+        row = self._db.execute("SELECT value FROM state WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def close(self) -> None:
+        """Close the connection; the store cannot be used afterwards.  Closing twice is harmless."""
+        self._db.close()

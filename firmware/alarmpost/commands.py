@@ -1,0 +1,83 @@
+"""Operator commands from the Pi, carried out on the post.
+
+Loaded when a command arrives and dropped after it, so the code costs no heap
+between commands.  The board trusts what the Pi forwards: commands are
+authenticated where they enter the system (the monitoring centre's uplink), and
+each one here is checked against the post's state before it is carried out.
+
+>>> handle(post, codec.CMD_SILENCE, b"")
+(0, b'')
+"""
+
+import json
+import os
+
+from alarmpost import codec, events, unload
+
+
+def _clip(text):
+    return text.encode()[: codec.MAX_PAYLOAD - 3]
+
+
+def handle(post, command, args):
+    """(result status, result data) for one command."""
+    alarm = post.alarm
+    if command == codec.CMD_ACKNOWLEDGE:
+        return (codec.OK if alarm.acknowledge() else codec.REFUSED), b""
+    if command == codec.CMD_SILENCE:
+        return (codec.OK if alarm.silence() else codec.REFUSED), b""
+    if command == codec.CMD_RESET:
+        return (codec.OK if alarm.reset(events.ZONE_OPERATOR) else codec.REFUSED), b""
+    if command == codec.CMD_TEST_PATTERN:
+        return (codec.OK if post.start_test(events.ZONE_OPERATOR) else codec.REFUSED), b""
+    if command == codec.CMD_STATUS:
+        return codec.OK, status(post)
+    if command == codec.CMD_SELF_TEST:
+        return (codec.FAILED if post.faults else codec.OK), status(post)
+    if command == codec.CMD_CONFIG_SET:
+        return config_set(post, args)
+    return codec.UNKNOWN_COMMAND, b""
+
+
+def status(post):
+    volts = post.supply.volts if post.supply is not None and post.supply.volts is not None else 0
+    return json.dumps(
+        {
+            "state": post.alarm.state,
+            "siren": post.alarm.siren_allowed,
+            "faults": len(post.faults),
+            "seq": post.seq,
+            "boot": post.boot_count,
+            "supply_cv": int(volts * 100),
+        }
+    ).encode()
+
+
+def config_set(post, args):
+    """``key=json value``: checked like config.json, written atomically, used from the next boot."""
+    from alarmpost import settings
+
+    try:
+        return _write_config(post, settings, args)
+    finally:
+        unload("settings")
+
+
+def _write_config(post, settings, args):
+    try:
+        key, _, raw = args.decode().partition("=")
+        value = json.loads(raw)
+    except (ValueError, UnicodeError) as exc:
+        return codec.BAD_ARGS, _clip("not key=json value: %s" % exc)
+    current, error = settings.load_json(post.path("config.json"))
+    if error:
+        current = {}  # a broken file is replaced by a checked one
+    current[key] = value
+    errors = settings.check_config(current, post.board)[1]
+    if errors:
+        return codec.BAD_ARGS, _clip("; ".join(errors))
+    temporary = post.path("config.tmp")
+    with open(temporary, "w") as f:
+        json.dump(current, f)
+    os.rename(temporary, post.path("config.json"))
+    return codec.OK, b"applies at the next boot"

@@ -1,0 +1,170 @@
+"""The board's end of the serial link to the Pi: events out, acks and commands in.
+
+Delivery is at least once and in order.  The journal is the outbox: the Pi's
+cumulative ACK says which sequence numbers it has stored, and the link sends
+what comes after, at most ``window`` frames ahead; without progress for
+``resend_ms`` it goes back and sends again from the first unacknowledged event.
+After a reset of either side the Pi's HELLO_ACK or heartbeat tells the board
+where to resume, so events raised while the link was down, across a board
+reset or a Pi reboot, all arrive, and the Pi drops duplicates by (boot, seq).
+
+Heartbeats go out every ``heartbeat_ms``; with nothing heard from the Pi for
+``timeout_ms`` the link is down: the post shows trouble and records a
+communication-trouble event (350), restored when the Pi is heard again.
+
+>>> link = Link(machine.UART(0, 115200), post)
+>>> asyncio.create_task(link.receive()); asyncio.create_task(link.send())
+"""
+
+import asyncio
+import os
+import struct
+import time
+
+from alarmpost import codec
+
+
+class Link:
+    heartbeat_ms = 1000
+    timeout_ms = 3000
+    resend_ms = 300
+    window = 4
+    recent_kept = 8  # recent events kept in RAM so sending does not read the flash
+
+    def __init__(self, uart, post):
+        self.uart = uart
+        self.post = post
+        self.decoder = codec.Decoder()
+        self.boot_id = struct.unpack("<I", os.urandom(4))[0]
+        self.up = None  # None until the Pi is first heard or first missed
+        self.acked = None  # the Pi's stored sequence number, once known
+        self.sent = 0  # highest sequence number sent since the last go-back
+        self.errors_sent = 0
+        self._recent = []
+        self._last_heard = time.ticks_ms()
+        self._progress_at = time.ticks_ms()
+        self._wake = asyncio.ThreadSafeFlag()
+
+    # -- from the post ------------------------------------------------------------------
+
+    def event_added(self, event):
+        self._recent.append(event)
+        if len(self._recent) > self.recent_kept:
+            self._recent.pop(0)
+        self._wake.set()
+
+    # -- receiving ----------------------------------------------------------------------
+
+    async def receive(self):
+        reader = asyncio.StreamReader(self.uart)
+        while True:
+            data = await reader.read(64)
+            for frame in self.decoder.feed(data):
+                self.handle(frame)
+
+    def handle(self, frame):
+        refusal = codec.check_frame(frame)
+        if refusal is not None:
+            self._write(refusal)
+            self.errors_sent += 1
+            return
+        self._last_heard = time.ticks_ms()
+        if self.up is not True:
+            self._set_up(True)
+        try:
+            self._dispatch(frame)
+        except (ValueError, UnicodeError):
+            self._write(codec.error(codec.ERR_BAD_PAYLOAD, frame.type))
+            self.errors_sent += 1
+
+    def _dispatch(self, frame):
+        kind = frame.type
+        if kind in (codec.HELLO, codec.EVENT, codec.RESULT):  # board-to-Pi frames sent to the board
+            self._write(codec.error(codec.ERR_UNKNOWN_TYPE, kind))
+            self.errors_sent += 1
+            return
+        fields, tail = codec.unpack(kind, frame.payload)
+        if kind == codec.ACK or kind == codec.HELLO_ACK:
+            self._acked(fields[0])
+        elif kind == codec.HEARTBEAT:
+            if fields[0] & codec.HB_WANT_HELLO:
+                self.hello()
+            self._acked(fields[3])
+        elif kind == codec.COMMAND:
+            status, data = self.post.command(fields[1], tail)
+            self._write(codec.encode(codec.RESULT, codec.pack(codec.RESULT, fields[0], status, tail=data)))
+
+    def _acked(self, seq):
+        """The Pi has stored every event up to ``seq``.
+
+        If that is less than was sent (frames lost, or the Pi restarted), the
+        resend timer goes back to it; if it is more (the board restarted), sending
+        resumes after it.
+        """
+        if seq != self.acked:
+            self._progress_at = time.ticks_ms()
+        self.acked = seq
+        if self.sent < seq:
+            self.sent = seq
+        self._wake.set()
+
+    def _set_up(self, up):
+        was = self.up
+        self.up = up
+        if up:
+            self.hello()
+        if was is not None or not up:
+            self.post.link_changed(up)
+
+    # -- sending ------------------------------------------------------------------------
+
+    def _write(self, frame):
+        self.uart.write(frame)
+
+    def hello(self):
+        post = self.post
+        tail = codec.texts(post.firmware_version, post.board["name"] or "")
+        payload = codec.pack(codec.HELLO, self.boot_id, post.boot_count, post.journal.oldest_seq(), post.seq, tail=tail)
+        self._write(codec.encode(codec.HELLO, payload))
+
+    def _heartbeat(self):
+        post = self.post
+        state = codec.STATES.index(post.alarm.state)
+        self._write(codec.encode(codec.HEARTBEAT, codec.pack(codec.HEARTBEAT, 0, state, len(post.faults), post.seq)))
+
+    def _events_after(self, seq, limit):
+        if self._recent and self._recent[0].seq <= seq + 1:
+            return [e for e in self._recent if e.seq > seq][:limit]
+        return self.post.journal.events_after(seq, limit)
+
+    def _send_events(self, now):
+        if self.acked is None or self.up is not True:
+            return
+        if self.sent > self.acked and time.ticks_diff(now, self._progress_at) >= self.resend_ms:
+            self.sent = self.acked  # go back: resend from the first unacknowledged event
+            self._progress_at = now
+        room = self.window - (self.sent - self.acked)
+        if room <= 0 or self.sent >= self.post.seq:
+            return
+        if self.sent == self.acked:
+            self._progress_at = now
+        for event in self._events_after(self.sent, room):
+            self._write(codec.encode(codec.EVENT, codec.pack_event(event)))
+            self.sent = event.seq
+
+    async def send(self):
+        self.hello()
+        next_beat = time.ticks_ms()
+        while True:
+            now = time.ticks_ms()
+            if time.ticks_diff(now, next_beat) >= 0:
+                self._heartbeat()
+                next_beat = time.ticks_add(now, self.heartbeat_ms)
+            if self.up is not False and time.ticks_diff(now, self._last_heard) > self.timeout_ms:
+                self._set_up(False)
+            self._send_events(now)
+            wait = min(time.ticks_diff(next_beat, now), self.resend_ms)
+            try:
+                await asyncio.wait_for_ms(self._wake.wait(), max(wait, 1))
+            except asyncio.TimeoutError:
+                pass
