@@ -44,6 +44,7 @@ from hw_sim.boards import load_board
 from hw_sim.build import build, sim_machine_dir
 from hw_sim.paths import tool
 from hw_sim.timeline import Timeline
+from hw_sim.wire import Wire
 
 INPUTS = ("button", "key_switch", "tamper")
 OUTPUTS = ("strobe", "siren", "status_led", "alarm_line")
@@ -114,12 +115,15 @@ class Bench:
         heap: int | None = None,
         compiled: bool = True,
         seed: int | None = None,
+        wire: bool = False,
     ):
         self.board_name = board
         self.board = load_board(board)
         self.heap = heap or self.board["heap_bytes"]
         self.compiled = compiled
         self.rng = random.Random(seed)
+        self._want_wire = wire
+        self.wire: Wire | None = None  # the UART wire to the Pi, with its pty (``wire=True``)
         self._own_flash = flash is None
         self.flash = Path(flash) if flash else Path(tempfile.mkdtemp(prefix="alarmpost-flash-"))
         self._config = config
@@ -189,6 +193,8 @@ class Bench:
     def start(self) -> Bench:
         """Flash the firmware and power the board on."""
         self.flash_firmware()
+        if self._want_wire and self.wire is None:
+            self.wire = Wire(self.board["uart.baud"], self.uart_in, seed=self.rng.randrange(1 << 30))
         self._monitor = threading.Thread(target=self._watch_dog, daemon=True, name="bench-watchdog")
         self._monitor.start()
         self.power_on()
@@ -269,6 +275,8 @@ class Bench:
     def stop(self) -> None:
         self._closing = True
         self.power_cut()
+        if self.wire is not None:
+            self.wire.close()
         shutil.rmtree(self._sockdir, ignore_errors=True)
         if self._own_flash:
             shutil.rmtree(self.flash, ignore_errors=True)
@@ -306,7 +314,10 @@ class Bench:
                 if generation != self._generation:
                     return
                 for line in lines:
-                    self._machine_line(line.decode(), now)
+                    try:
+                        self._machine_line(line.decode(), now)
+                    except (ValueError, IndexError, UnicodeError) as exc:
+                        self.console.append(f"BENCH bad line from the simulated machine {line!r}: {exc}")
                 self._cond.notify_all()
 
     def _machine_line(self, line: str, now: float) -> None:
@@ -326,6 +337,8 @@ class Bench:
             self._wdt_deadline = now + self._wdt_timeout
         elif kind == "F" and self._wdt_timeout is not None:
             self._wdt_deadline = now + self._wdt_timeout
+        elif kind == "U" and self.wire is not None:
+            self.wire.from_board(bytes.fromhex(args[1]))
         elif kind == "S":
             self.heap_samples.append((int(args[0]), int(args[1])))
         elif kind == "R":
@@ -412,6 +425,13 @@ class Bench:
         self._adc[pin] = self._adc_counts(volts)
         self._send_lines([f"A {pin} {self._adc[pin]}"])
         self.timeline.add("supply", True, level=volts)
+
+    def uart_in(self, data: bytes) -> None:
+        """Bytes arriving at the board's UART; lost while the board is off."""
+        try:
+            self._send_lines([f"U {self.board['uart.id']} {data.hex()}"])
+        except (BenchError, OSError):
+            pass
 
     def hang(self) -> None:
         """Hang the board's CPU in a loop that never returns."""

@@ -59,6 +59,19 @@ class Timeline:
             hits = [c.t for c in self._changes[start:] if c.device == device and c.on == on and c.t >= after]
         return min(hits) if hits else None
 
+    def on_at(self, device: str, t: float) -> bool:
+        """Whether ``device`` was on at time ``t``."""
+        state = False
+        for c in self.changes(device):
+            if c.t > t:
+                break
+            state = c.on
+        return state
+
+    def on_since(self, device: str, t: float) -> float | None:
+        """``t`` if ``device`` was already on then, else when it first turned on after ``t``."""
+        return t if self.on_at(device, t) else self.first(device, True, after=t)
+
     def toggles(self, device: str, after: float = 0.0, before: float = float("inf")) -> int:
         """How many times ``device`` switched on in [after, before)."""
         count = 0

@@ -28,6 +28,9 @@ FAST = {
     "supply_poll_ms": 50,
     "supply_confirm_ms": 200,
     "test_pattern_s": 1,
+    # No Pi answers the link in these tests: the longest link timeout keeps its
+    # trouble (and trouble flashes) out of behaviour that has nothing to do with it.
+    "link_timeout_ms": 30000,
 }
 
 

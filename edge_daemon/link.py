@@ -1,0 +1,194 @@
+"""The Pi's end of the serial link: events in, stored, acknowledged; heartbeats and commands out.
+
+Events are taken strictly in order: the link expects the sequence number after
+the last one stored.  The expected event is committed to the store, then
+acknowledged; an older one (a resend) is only acknowledged again; a later one
+(an earlier frame was lost) is dropped, and the board's resend timer fills the
+gap.  So the store holds every event exactly once and in order, whatever the
+wire does.  The board's HELLO says where its journal starts: events that
+rotated out of it before they could be sent are recorded as a gap.
+
+The link is up while anything valid arrives within ``timeout_s``.  Going down
+and coming back are stored as the daemon's own communication-trouble events
+(350, zone 7) and shown in the store's ``link`` state.
+
+>>> link = BoardLink(store, "post-1", port.write)
+>>> link.feed(port.read(64)); link.tick()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from alarmpost import codec
+from alarmpost import events as ev
+from edge_daemon.store import EventStore
+
+log = logging.getLogger("edge_daemon.link")
+
+
+@dataclass
+class BoardInfo:
+    boot_id: int
+    boot: int
+    oldest_seq: int
+    last_seq: int
+    firmware: str
+    board: str
+
+
+@dataclass
+class LinkCounters:
+    stored: int = 0
+    duplicates: int = 0  # resends of events already stored, acknowledged again
+    out_of_order: int = 0  # events after a gap, dropped until the gap is filled
+    refused: int = 0  # frames answered with ERROR
+    gaps: int = 0  # events lost from the board's journal before they were sent
+
+
+class BoardLink:
+    def __init__(
+        self,
+        store: EventStore,
+        board: str,
+        write: Callable[[bytes], object],
+        heartbeat_s: float = 1.0,
+        timeout_s: float = 3.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.store = store
+        self.board = board
+        self.write = write
+        self.heartbeat_s = heartbeat_s
+        self.timeout_s = timeout_s
+        self.clock = clock
+        self.decoder = codec.Decoder()
+        self.expected = store.last_seq(board) + 1
+        self.info: BoardInfo | None = None
+        self.board_state: tuple[str, int, int] | None = None  # (alarm state, faults, last seq)
+        self.up: bool | None = None
+        self.counters = LinkCounters()
+        self._own_seq = store.last_seq(board, source="daemon")
+        self._last_heard = clock()
+        self._next_beat = clock()
+        self._requests: dict[int, asyncio.Future[tuple[int, bytes]]] = {}
+        self._next_request = 1
+
+    # -- receiving ---------------------------------------------------------------------
+
+    def feed(self, data: bytes) -> None:
+        for frame in self.decoder.feed(data):
+            self.handle(frame)
+
+    def handle(self, frame: codec.Frame) -> None:
+        refusal = codec.check_frame(frame)
+        if refusal is not None:
+            self._refuse(refusal, frame, "unsupported frame")
+            return
+        self._last_heard = self.clock()
+        if self.up is not True:
+            self._set_up(True)
+        try:
+            self._dispatch(frame)
+        except (ValueError, UnicodeError) as exc:
+            self._refuse(codec.error(codec.ERR_BAD_PAYLOAD, frame.type), frame, str(exc))
+
+    def _refuse(self, answer: bytes, frame: codec.Frame, why: str) -> None:
+        self.counters.refused += 1
+        log.warning("frame refused", extra={"type": frame.type, "version": frame.version, "why": why})
+        self.write(answer)
+
+    def _dispatch(self, frame: codec.Frame) -> None:
+        kind = frame.type
+        if kind in (codec.HELLO_ACK, codec.ACK, codec.COMMAND):  # Pi-to-board frames sent to the Pi
+            self._refuse(codec.error(codec.ERR_UNKNOWN_TYPE, kind), frame, "frame for the board")
+            return
+        if kind == codec.EVENT:
+            self._event(codec.unpack_event(frame.payload))
+            return
+        fields, tail = codec.unpack(kind, frame.payload)
+        if kind == codec.HELLO:
+            self._hello(BoardInfo(*fields, *codec.untexts(tail, 2)))
+        elif kind == codec.HEARTBEAT:
+            _, state, faults, seq = fields
+            name = codec.STATES[state] if state < len(codec.STATES) else f"state {state}"
+            self.board_state = (name, faults, seq)
+        elif kind == codec.RESULT:
+            request, status = fields
+            future = self._requests.pop(request, None)
+            if future is not None and not future.done():
+                future.set_result((status, tail))
+        elif kind == codec.ERROR:
+            log.warning("the board refused a frame", extra={"reason": fields[0], "type": fields[1]})
+
+    def _hello(self, info: BoardInfo) -> None:
+        self.info = info
+        log.info("board said hello", extra={"firmware": info.firmware, "board_boot": info.boot})
+        if info.oldest_seq > self.expected:
+            lost = info.oldest_seq - self.expected
+            self.counters.gaps += lost
+            log.error("events lost before they could be sent", extra={"from": self.expected, "count": lost})
+            self.expected = info.oldest_seq
+        self.write(codec.encode(codec.HELLO_ACK, codec.pack(codec.HELLO_ACK, self.expected - 1, self._beat_ms())))
+
+    def _event(self, event: ev.Event) -> None:
+        if event.seq == self.expected:
+            added = self.store.add(
+                self.board, event.boot, event.seq, event.code, event.qualifier, event.zone, event.value, event.uptime_ms
+            )
+            self.expected += 1
+            if added:
+                self.counters.stored += 1
+                log.info("event stored", extra={"seq": event.seq, "code": event.code, "zone": event.zone})
+            else:
+                self.counters.duplicates += 1
+        elif event.seq < self.expected:
+            self.counters.duplicates += 1
+        else:
+            self.counters.out_of_order += 1
+        self.write(codec.encode(codec.ACK, codec.pack(codec.ACK, self.expected - 1)))
+
+    # -- link state ----------------------------------------------------------------------
+
+    def _set_up(self, up: bool) -> None:
+        was, self.up = self.up, up
+        self.store.set_state("link", "up" if up else "down")
+        log.warning("link up" if up else "link down", extra={"board": self.board})
+        if was is not None or not up:
+            self.own_event(ev.COMM_TROUBLE, ev.RESTORE if up else ev.NEW, ev.ZONE_LINK)
+
+    def own_event(self, code: int, qualifier: int, zone: int, value: int = 0) -> None:
+        """Store an event the daemon itself saw (link loss, the alarm line)."""
+        self._own_seq += 1
+        self.store.add(self.board, 0, self._own_seq, code, qualifier, zone, value, 0, source="daemon")
+
+    def _beat_ms(self) -> int:
+        return round(self.heartbeat_s * 1000)
+
+    def tick(self) -> None:
+        """Send a heartbeat when due and notice a silent board; call a few times a second."""
+        now = self.clock()
+        if now >= self._next_beat:
+            flags = 0 if self.info is not None else codec.HB_WANT_HELLO
+            self.write(codec.encode(codec.HEARTBEAT, codec.pack(codec.HEARTBEAT, flags, 0, 0, self.expected - 1)))
+            self._next_beat = now + self.heartbeat_s
+        if self.up is not False and now - self._last_heard > self.timeout_s:
+            self._set_up(False)
+
+    # -- commands ------------------------------------------------------------------------
+
+    async def command(self, command: int, args: bytes = b"", timeout: float = 2.0) -> tuple[int, bytes]:
+        """Send a command to the board; (status, data) of its RESULT.  TimeoutError if none comes."""
+        request = self._next_request
+        self._next_request = request % 0xFFFF + 1
+        future: asyncio.Future[tuple[int, bytes]] = asyncio.get_running_loop().create_future()
+        self._requests[request] = future
+        self.write(codec.encode(codec.COMMAND, codec.pack(codec.COMMAND, request, command, tail=args)))
+        try:
+            return await asyncio.wait_for(future, timeout)
+        finally:
+            self._requests.pop(request, None)

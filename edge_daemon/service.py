@@ -1,0 +1,121 @@
+"""The edge daemon: the serial link to the board, the local store, the GPIO wires, systemd.
+
+One asyncio loop does everything: the serial port is read when it has bytes
+(``add_reader`` on pyserial's file descriptor), the link's heartbeats and
+timeouts run from a tick several times a second, and gpiozero's callbacks are
+handed into the loop.  systemd is told READY once the store and the port are
+open and fed WATCHDOG from the same tick, so a stuck loop is restarted.
+SIGTERM stops it cleanly: the port and the store are closed, nothing half-written.
+
+>>> asyncio.run(serve(load_config(Path("/etc/alarmpost/edge.toml"))))
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from typing import Any
+
+import serial
+
+from alarmpost import events as ev
+from edge_daemon import sdnotify
+from edge_daemon.config import Config
+from edge_daemon.link import BoardLink
+from edge_daemon.store import EventStore
+
+log = logging.getLogger("edge_daemon")
+
+TICK_S = 0.05
+
+
+class Daemon:
+    """The running daemon's parts, so tests and the sim console can look inside."""
+
+    def __init__(self, config: Config, pin_factory: Any = None) -> None:
+        self.config = config
+        self.store = EventStore(config.store.path)
+        self.port = serial.Serial(config.serial.port, config.serial.baud, timeout=0, write_timeout=1)
+        self.link = BoardLink(
+            self.store, config.board.name, self.port.write, config.link.heartbeat_s, config.link.timeout_s
+        )
+        self.alarm_line: Any = None
+        self.board_reset: Any = None
+        self._pin_factory = pin_factory
+        self.stopping = asyncio.Event()
+
+    def _read_port(self) -> None:
+        try:
+            data = self.port.read(self.port.in_waiting or 1)
+        except serial.SerialException as exc:
+            log.error("serial port failed", extra={"error": str(exc)})
+            self.stopping.set()
+            return
+        self.link.feed(data)
+
+    def _alarm_line_changed(self, active: bool) -> None:
+        log.warning("alarm line " + ("active" if active else "clear"), extra={"board": self.config.board.name})
+        self.link.own_event(ev.PANIC, ev.NEW if active else ev.RESTORE, ev.ZONE_ALARM_LINE)
+
+    def _start_gpio(self, loop: asyncio.AbstractEventLoop) -> None:
+        gpio = self.config.gpio
+        if not gpio.enabled:
+            return
+        from edge_daemon.wiring import AlarmLine, BoardReset
+
+        self.alarm_line = AlarmLine(
+            gpio.alarm_line_pin,
+            gpio.alarm_line_active == "high",
+            lambda active: loop.call_soon_threadsafe(self._alarm_line_changed, active),
+            self._pin_factory,
+        )
+        self.board_reset = BoardReset(
+            gpio.board_reset_pin, gpio.board_reset_active == "high", gpio.reset_pulse_ms, self._pin_factory
+        )
+        if self.alarm_line.active:
+            self._alarm_line_changed(True)
+
+    def reset_board(self) -> None:
+        if self.board_reset is not None:
+            log.warning("pulsing the board's reset", extra={"board": self.config.board.name})
+            self.board_reset.pulse()
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        loop.add_reader(self.port.fileno(), self._read_port)
+        self._start_gpio(loop)
+        sdnotify.ready()
+        watchdog = sdnotify.watchdog_interval()
+        next_feed = loop.time()
+        log.info("edge daemon running", extra={"port": self.config.serial.port, "board": self.config.board.name})
+        try:
+            while not self.stopping.is_set():
+                self.link.tick()
+                if watchdog is not None and loop.time() >= next_feed:
+                    sdnotify.watchdog()
+                    next_feed = loop.time() + watchdog
+                try:
+                    await asyncio.wait_for(self.stopping.wait(), TICK_S)
+                except TimeoutError:
+                    pass
+        finally:
+            sdnotify.stopping()
+            loop.remove_reader(self.port.fileno())
+            self.close()
+
+    def close(self) -> None:
+        for part in (self.alarm_line, self.board_reset):
+            if part is not None:
+                part.close()
+        self.port.close()
+        self.store.close()
+        log.info("edge daemon stopped")
+
+
+async def serve(config: Config, pin_factory: Any = None) -> None:
+    daemon = Daemon(config, pin_factory)
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, daemon.stopping.set)
+    await daemon.run()
