@@ -7,7 +7,7 @@ once, each named by its dotted path (``serial.baud``, ``link.timeout_s``).
 
 >>> config = parse_config('[serial]\\nport = "/dev/serial0"\\n[link]\\nheartbeat_s = 0.5', "edge.toml")
 >>> config.serial.port, config.serial.baud, config.link.heartbeat_s, config.link.timeout_s
-('/dev/serial0', 115200, 0.5, 3.0)
+('/dev/serial0', 115200, 0.5, 2.5)
 >>> try:
 ...     parse_config('[serial]\\nport = "/dev/serial0"\\nbaud = 12345\\n[sirial]', "edge.toml")
 ... except ConfigError as exc:
@@ -81,7 +81,7 @@ class LinkConfig:
     """Link supervision: heartbeat period, silence that means the link is lost, frame ack wait."""
 
     heartbeat_s: float = 1.0
-    timeout_s: float = 3.0
+    timeout_s: float = 2.5
     ack_timeout_s: float = 0.5
 
 

@@ -1,11 +1,12 @@
 """The Pi's end of the serial link: events in, stored, acknowledged; heartbeats and commands out.
 
-Events are taken strictly in order: the link expects the sequence number after
+Events are stored strictly in order: the link expects the sequence number after
 the last one stored.  The expected event is committed to the store, then
 acknowledged; an older one (a resend) is only acknowledged again; a later one
-(an earlier frame was lost) is dropped, and the board's resend timer fills the
-gap.  So the store holds every event exactly once and in order, whatever the
-wire does.  The board's HELLO says where its journal starts: events that
+(an earlier frame was lost) is held in memory, unacknowledged, until the board
+sends the missing one again, and then the whole run is committed in order.
+So the store holds every event exactly once and in order, whatever the wire
+does.  The board's HELLO says where its journal starts: events that
 rotated out of it before they could be sent are recorded as a gap.
 
 The link is up while anything valid arrives within ``timeout_s``.  Going down
@@ -51,6 +52,8 @@ class LinkCounters:
 
 
 class BoardLink:
+    hold_limit = 64  # events after a gap held in memory (never stored out of order)
+
     def __init__(
         self,
         store: EventStore,
@@ -75,6 +78,7 @@ class BoardLink:
         self._own_seq = store.last_seq(board, source="daemon")
         self._last_heard = clock()
         self._next_beat = clock()
+        self._held: dict[int, ev.Event] = {}  # events after a gap, committed once it is filled
         self._requests: dict[int, asyncio.Future[tuple[int, bytes]]] = {}
         self._next_request = 1
 
@@ -133,24 +137,33 @@ class BoardLink:
             self.counters.gaps += lost
             log.error("events lost before they could be sent", extra={"from": self.expected, "count": lost})
             self.expected = info.oldest_seq
+            while self.expected in self._held:
+                self._commit(self._held.pop(self.expected))
+        self._held = {seq: e for seq, e in self._held.items() if seq > self.expected}
         self.write(codec.encode(codec.HELLO_ACK, codec.pack(codec.HELLO_ACK, self.expected - 1, self._beat_ms())))
 
     def _event(self, event: ev.Event) -> None:
-        if event.seq == self.expected:
-            added = self.store.add(
-                self.board, event.boot, event.seq, event.code, event.qualifier, event.zone, event.value, event.uptime_ms
-            )
-            self.expected += 1
-            if added:
-                self.counters.stored += 1
-                log.info("event stored", extra={"seq": event.seq, "code": event.code, "zone": event.zone})
-            else:
-                self.counters.duplicates += 1
-        elif event.seq < self.expected:
+        if event.seq < self.expected or event.seq in self._held:
             self.counters.duplicates += 1
-        else:
+        elif event.seq == self.expected:
+            self._commit(event)
+            while self.expected in self._held:
+                self._commit(self._held.pop(self.expected))
+        elif event.seq - self.expected <= self.hold_limit:
+            self._held[event.seq] = event  # an earlier one was lost: keep this until the gap is filled
             self.counters.out_of_order += 1
         self.write(codec.encode(codec.ACK, codec.pack(codec.ACK, self.expected - 1)))
+
+    def _commit(self, event: ev.Event) -> None:
+        added = self.store.add(
+            self.board, event.boot, event.seq, event.code, event.qualifier, event.zone, event.value, event.uptime_ms
+        )
+        self.expected += 1
+        if added:
+            self.counters.stored += 1
+            log.info("event stored", extra={"seq": event.seq, "code": event.code, "zone": event.zone})
+        else:
+            self.counters.duplicates += 1
 
     # -- link state ----------------------------------------------------------------------
 

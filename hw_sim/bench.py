@@ -122,6 +122,7 @@ class Bench:
         self.heap = heap or self.board["heap_bytes"]
         self.compiled = compiled
         self.rng = random.Random(seed)
+        self.output_listeners: list[Callable[[str, bool], None]] = []  # (device, on) for each Pin output change
         self._want_wire = wire
         self.wire: Wire | None = None  # the UART wire to the Pi, with its pty (``wire=True``)
         self._own_flash = flash is None
@@ -327,6 +328,8 @@ class Bench:
             device = self._pin_names.get(int(args[0]), f"pin{args[0]}")
             active = bool(int(args[1])) != self._active_low(device) if device in OUTPUTS else bool(int(args[1]))
             self.timeline.add(device, active, at=now)
+            for listener in self.output_listeners:
+                listener(device, active)
         elif kind == "W":
             pin, freq, duty = (int(a) for a in args)
             device = self._pin_names.get(pin, f"pin{pin}")
@@ -396,6 +399,11 @@ class Bench:
         for offset, active in edges:
             self.timeline.add(device, active, at=start + offset)
         return start
+
+    def input_active(self, device: str) -> bool:
+        """Whether the bench holds ``device`` (button, key switch, tamper loop) in its active state."""
+        pin = self._pin(device)
+        return pin is not None and self._levels.get(pin) == self._level(device, True)
 
     def press(self, bounce_contacts: bool = True) -> float:
         """Press the button (with realistic contact bounce); return the time of the first edge."""

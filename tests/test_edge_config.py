@@ -47,7 +47,7 @@ def test_minimal_config_takes_every_default() -> None:
     assert config == Config(serial=SerialConfig(port="/dev/serial0"))
     assert config.serial.baud == 115200
     assert config.store.path == "/var/lib/alarmpost/events.db"
-    assert (config.link.heartbeat_s, config.link.timeout_s, config.link.ack_timeout_s) == (1.0, 3.0, 0.5)
+    assert (config.link.heartbeat_s, config.link.timeout_s, config.link.ack_timeout_s) == (1.0, 2.5, 0.5)
     assert config.gpio == GpioConfig(True, 17, "high", 27, "low", 100)
     assert (config.log.level, config.log.format) == ("info", "json")
     assert config.board.name == "post-1"
@@ -139,7 +139,7 @@ def test_config_is_frozen() -> None:
         ("[link]\ntimeout_s = nan", "link.timeout_s: nan is not a finite number"),
         ('[link]\ntimeout_s = "3"', 'link.timeout_s: "3" is not a number'),
         ("[link]\ntimeout_s = 1.5", "link.timeout_s: must be at least 2 × link.heartbeat_s (1.5 < 2 × 1)"),
-        ("[link]\nack_timeout_s = 3.0", "link.ack_timeout_s: must be less than link.timeout_s (3 >= 3)"),
+        ("[link]\nack_timeout_s = 2.5", "link.ack_timeout_s: must be less than link.timeout_s (2.5 >= 2.5)"),
         ('[log]\nlevel = "verbose"', 'log.level: "verbose" is not one of debug, info, warning, error'),
         ('[log]\nformat = "xml"', 'log.format: "xml" is not one of json, text'),
         ('[board]\nname = "post 1"', 'board.name: "post 1" must be 1-64 characters of A-Z a-z 0-9 . _ -'),

@@ -4,6 +4,11 @@ Delivery is at least once and in order.  The journal is the outbox: the Pi's
 cumulative ACK says which sequence numbers it has stored, and the link sends
 what comes after, at most ``window`` frames ahead; without progress for
 ``resend_ms`` it goes back and sends again from the first unacknowledged event.
+When the Pi repeats its ACK (a frame was lost and later ones arrived), only the
+missing event is sent again: the Pi holds the later ones and its next ACK moves
+past them all.  Events that rotated out of the journal before they could
+be sent are announced with a HELLO, whose oldest sequence number lets the Pi
+record the gap and move on.
 After a reset of either side the Pi's HELLO_ACK or heartbeat tells the board
 where to resume, so events raised while the link was down, across a board
 reset or a Pi reboot, all arrive, and the Pi drops duplicates by (boot, seq).
@@ -26,9 +31,10 @@ from alarmpost import codec
 
 class Link:
     heartbeat_ms = 1000
-    timeout_ms = 3000
-    resend_ms = 300
-    window = 4
+    timeout_ms = 2500  # heartbeats every 1 s: a lost link shows within 3 s
+    resend_ms = 300  # no progress for this long: send again from the first unacknowledged event
+    fast_resend_ms = 20  # an ACK that repeats this long after progress means a frame was lost
+    window = 8
     recent_kept = 8  # recent events kept in RAM so sending does not read the flash
 
     def __init__(self, uart, post):
@@ -101,12 +107,21 @@ class Link:
         resend timer goes back to it; if it is more (the board restarted), sending
         resumes after it.
         """
+        now = time.ticks_ms()
         if seq != self.acked:
-            self._progress_at = time.ticks_ms()
+            self._progress_at = now
+        elif self.sent > seq and time.ticks_diff(now, self._progress_at) >= self.fast_resend_ms:
+            self._resend_next(seq)  # the Pi keeps asking for the same next event: it was lost
+            self._progress_at = now
         self.acked = seq
         if self.sent < seq:
             self.sent = seq
         self._wake.set()
+
+    def _resend_next(self, acked):
+        """Send the first unacknowledged event again; the Pi holds the later ones it already has."""
+        for event in self._events_after(acked, 1):
+            self._write(codec.encode(codec.EVENT, codec.pack_event(event)))
 
     def _set_up(self, up):
         was = self.up
@@ -148,7 +163,11 @@ class Link:
             return
         if self.sent == self.acked:
             self._progress_at = now
-        for event in self._events_after(self.sent, room):
+        batch = self._events_after(self.sent, room)
+        if batch and batch[0].seq > self.acked + 1 and self.sent == self.acked:
+            self.hello()  # what the Pi misses has left the journal: its HELLO_ACK moves past the gap
+            return
+        for event in batch:
             self._write(codec.encode(codec.EVENT, codec.pack_event(event)))
             self.sent = event.seq
 

@@ -74,7 +74,7 @@ CONFIG_FIELDS = [
     ("journal_records", "int", 64, 8, 256),
     ("wdt_timeout_ms", "int", 5000, 500, 8000),
     ("link_heartbeat_ms", "int", 1000, 100, 5000),
-    ("link_timeout_ms", "int", 3000, 500, 30000),
+    ("link_timeout_ms", "int", 2500, 500, 30000),
 ]
 
 

@@ -1,0 +1,119 @@
+"""A board on the bench linked to a real edge daemon process over the bench's UART wire.
+
+The daemon runs as ``python -m edge_daemon`` (so it can be killed for real) with
+its store in a SQLite file that the test reads with its own connection.  The
+daemon is a separate process, so its store is polled; everything on the board
+side is awaited through the bench.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from alarmpost import events as ev
+from hw_sim.bench import Bench, BenchError
+
+
+class PiProcess:
+    """The edge daemon as its own process, with GPIO off."""
+
+    def __init__(self, port: str, folder: Path, board: str = "post-1", **link: float) -> None:
+        self.folder = folder
+        self.db = folder / "events.db"
+        self.config = folder / "edge.toml"
+        settings = "".join(f"{key} = {value}\n" for key, value in link.items())
+        self.config.write_text(
+            f'[serial]\nport = "{port}"\n[store]\npath = "{self.db}"\n[gpio]\nenabled = false\n'
+            f'[board]\nname = "{board}"\n[link]\n{settings}'
+        )
+        self.board = board
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+
+    def start(self) -> None:
+        self.starts += 1
+        log = open(self.folder / f"daemon{self.starts}.log", "wb")  # noqa: SIM115 - kept for the process's life
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "edge_daemon", "--config", str(self.config)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=dict(os.environ, PYTHONUNBUFFERED="1"),
+        )
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+        self.proc = None
+
+    def stop(self) -> int:
+        if self.proc is None:
+            return 0
+        self.proc.send_signal(signal.SIGTERM)
+        code = self.proc.wait(timeout=10)
+        self.proc = None
+        return code
+
+    def rows(self, source: str = "board") -> list[tuple[int, int, int, int]]:
+        """(seq, code, qualifier, zone) of stored events, in the order they were stored."""
+        if not self.db.exists():
+            return []
+        with sqlite3.connect(f"file:{self.db}?mode=ro", uri=True, timeout=5) as db:
+            try:
+                return db.execute(
+                    "SELECT seq, code, qualifier, zone FROM events WHERE board = ? AND source = ? ORDER BY id",
+                    (self.board, source),
+                ).fetchall()
+            except sqlite3.OperationalError:  # the daemon has not created the table yet
+                return []
+
+    def seqs(self) -> list[int]:
+        return [row[0] for row in self.rows()]
+
+    def wait_stored(self, seqs: list[int], timeout: float = 20.0) -> list[int]:
+        """Poll the store (another process's file) until it holds ``seqs``."""
+        deadline = time.monotonic() + timeout
+        while True:
+            stored = self.seqs()
+            if set(seqs) <= set(stored):
+                return stored
+            if time.monotonic() > deadline:
+                missing = sorted(set(seqs) - set(stored))
+                log = (self.folder / f"daemon{self.starts}.log").read_text()[-2000:]
+                raise BenchError(f"events {missing} not stored after {timeout} s; daemon log:\n{log}")
+            time.sleep(0.02)  # polling another process's database file
+
+
+def toggle_tamper(bench: Bench, count: int, per_second: float | None = None) -> list[ev.Event]:
+    """Raise ``count`` tamper events (open, close, ...) and return them as the board logged them.
+
+    ``per_second`` paces them like a load generator; by default they come as fast
+    as the board takes them (about 70 a second).
+    """
+    made = []
+    start = time.monotonic()
+    for index in range(count):
+        if per_second:
+            while time.monotonic() < start + index / per_second:
+                time.sleep(0.001)  # pacing the load, not waiting for a result
+        mark = len(bench.logged)
+        opening = not bench.input_active("tamper")
+        bench.set_switch("tamper", opening)
+        made.append(bench.wait_event(ev.TAMPER, ev.NEW if opening else ev.RESTORE, since=mark))
+    return made
+
+
+def linked_bench(tmp: Path, **kwargs: Any) -> Bench:
+    config = {"switch_debounce_ms": 5, "link_timeout_ms": 2500}
+    config.update(kwargs.pop("config", {}))
+    bench = Bench(config=config, seed=kwargs.pop("seed", 1), flash=tmp / "flash", wire=True, **kwargs)
+    bench.start()
+    bench.wait_boot(1)
+    return bench
