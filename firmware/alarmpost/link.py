@@ -97,7 +97,10 @@ class Link:
                 self.hello()
             self._acked(fields[3])
         elif kind == codec.COMMAND:
-            status, data = self.post.command(fields[1], tail)
+            try:
+                status, data = self.post.command(fields[1], tail)
+            except Exception as exc:  # noqa: BLE001 - a failed command must not stop the link
+                status, data = codec.FAILED, repr(exc).encode()[: codec.MAX_PAYLOAD - 3]
             self._write(codec.encode(codec.RESULT, codec.pack(codec.RESULT, fields[0], status, tail=data)))
 
     def _acked(self, seq):

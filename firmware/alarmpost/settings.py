@@ -24,58 +24,85 @@ _MISSING = object()
 LEVELS = ("high", "low")
 PULLS = ("up", "down", "none")
 
-# (dotted path, kind, default, minimum, maximum); kind is "int", "num", "str",
-# "pin", "level", "pull".  A pin's range comes from the board's gpio_max.
+# One field a line: dotted path, kind, default, minimum, maximum.  Kinds: "int",
+# "num", "str" (min/max are its length), "pin" (its range comes from the board's
+# gpio_max), "level", "pull".  Kept as text and read a line at a time, so the
+# schema costs the board a few hundred bytes of heap rather than a table of tuples.
+_BOARD = """
+name str required 1 32
+mcu str required 1 32
+heap_bytes int required 16384 8388608
+gpio_max int required 1 255
+supply_full_scale_v num 18.0 1.0 60.0
+strobe_pwm_hz int 1000 50 40000
+siren_min_hz int 400 50 20000
+siren_max_hz int 4000 50 20000
+uart.id int 0 0 3
+uart.tx pin required
+uart.rx pin required
+uart.baud int 115200 9600 1000000
+pins.supply_adc.pin pin none
+"""
 _INPUT_PINS = ("button", "key_switch", "tamper")
 _OUTPUT_PINS = ("strobe", "siren", "status_led", "alarm_line")
 
-BOARD_FIELDS = [
-    ("name", "str", REQUIRED, 1, 32),
-    ("mcu", "str", REQUIRED, 1, 32),
-    ("heap_bytes", "int", REQUIRED, 16384, 8388608),
-    ("gpio_max", "int", REQUIRED, 1, 255),
-    ("supply_full_scale_v", "num", 18.0, 1.0, 60.0),
-    ("strobe_pwm_hz", "int", 1000, 50, 40000),
-    ("siren_min_hz", "int", 400, 50, 20000),
-    ("siren_max_hz", "int", 4000, 50, 20000),
-    ("uart.id", "int", 0, 0, 3),
-    ("uart.tx", "pin", REQUIRED, 0, 0),
-    ("uart.rx", "pin", REQUIRED, 0, 0),
-    ("uart.baud", "int", 115200, 9600, 1000000),
-    ("pins.supply_adc.pin", "pin", None, 0, 0),
-]
-for _name in _INPUT_PINS:
-    BOARD_FIELDS.append(("pins.%s.pin" % _name, "pin", None, 0, 0))
-    BOARD_FIELDS.append(("pins.%s.active" % _name, "level", "low", 0, 0))
-    BOARD_FIELDS.append(("pins.%s.pull" % _name, "pull", "up", 0, 0))
-for _name in _OUTPUT_PINS:
-    BOARD_FIELDS.append(("pins.%s.pin" % _name, "pin", None, 0, 0))
-    BOARD_FIELDS.append(("pins.%s.active" % _name, "level", "high", 0, 0))
+_CONFIG = """
+glitch_ms int 3 1 20
+debounce_ms int 50 5 500
+long_press_ms int 2000 300 20000
+stuck_ms int 60000 2000 3600000
+switch_debounce_ms int 50 5 1000
+siren_cutoff_s int 180 5 1200
+siren_low_hz int 700 50 20000
+siren_high_hz int 1600 50 20000
+siren_sweep_ms int 1200 100 10000
+siren_step_ms int 40 10 500
+siren_duty_pct int 50 1 50
+strobe_duty_pct int 100 1 100
+test_pattern_s int 10 1 120
+supply_poll_ms int 1000 50 60000
+supply_confirm_ms int 5000 0 600000
+ac_loss_v num 13.0 5.0 50.0
+low_battery_v num 11.5 5.0 50.0
+supply_hysteresis_v num 0.3 0.05 5.0
+journal_records int 64 8 256
+wdt_timeout_ms int 5000 500 8000
+link_heartbeat_ms int 1000 100 5000
+link_timeout_ms int 2500 500 30000
+"""
 
-CONFIG_FIELDS = [
-    ("glitch_ms", "int", 3, 1, 20),
-    ("debounce_ms", "int", 50, 5, 500),
-    ("long_press_ms", "int", 2000, 300, 20000),
-    ("stuck_ms", "int", 60000, 2000, 3600000),
-    ("switch_debounce_ms", "int", 50, 5, 1000),
-    ("siren_cutoff_s", "int", 180, 5, 1200),
-    ("siren_low_hz", "int", 700, 50, 20000),
-    ("siren_high_hz", "int", 1600, 50, 20000),
-    ("siren_sweep_ms", "int", 1200, 100, 10000),
-    ("siren_step_ms", "int", 40, 10, 500),
-    ("siren_duty_pct", "int", 50, 1, 50),
-    ("strobe_duty_pct", "int", 100, 1, 100),
-    ("test_pattern_s", "int", 10, 1, 120),
-    ("supply_poll_ms", "int", 1000, 50, 60000),
-    ("supply_confirm_ms", "int", 5000, 0, 600000),
-    ("ac_loss_v", "num", 13.0, 5.0, 50.0),
-    ("low_battery_v", "num", 11.5, 5.0, 50.0),
-    ("supply_hysteresis_v", "num", 0.3, 0.05, 5.0),
-    ("journal_records", "int", 64, 8, 256),
-    ("wdt_timeout_ms", "int", 5000, 500, 8000),
-    ("link_heartbeat_ms", "int", 1000, 100, 5000),
-    ("link_timeout_ms", "int", 2500, 500, 30000),
-]
+
+def _read_spec(text):
+    for line in text.split("\n"):
+        if not line:
+            continue
+        parts = line.split() + ["0", "0"]
+        path, kind, default, low, high = parts[:5]
+        number = float if kind == "num" else int
+        if default == REQUIRED:
+            pass
+        elif default == "none":
+            default = None
+        elif kind in ("int", "num", "pin"):
+            default = number(default)
+        yield path, kind, default, number(low), number(high)
+
+
+def board_fields():
+    """(path, kind, default, minimum, maximum) for every board-file field."""
+    yield from _read_spec(_BOARD)
+    for name in _INPUT_PINS:
+        yield "pins.%s.pin" % name, "pin", None, 0, 0
+        yield "pins.%s.active" % name, "level", "low", 0, 0
+        yield "pins.%s.pull" % name, "pull", "up", 0, 0
+    for name in _OUTPUT_PINS:
+        yield "pins.%s.pin" % name, "pin", None, 0, 0
+        yield "pins.%s.active" % name, "level", "high", 0, 0
+
+
+def config_fields():
+    """(path, kind, default, minimum, maximum) for every config field."""
+    return _read_spec(_CONFIG)
 
 
 def _lookup(data, path):
@@ -135,9 +162,7 @@ def check(fields, data):
         return {path: (None if d == REQUIRED else d) for path, _, d, _, _ in fields}, [
             "top level: expected a JSON object"
         ]
-    known = {}
     for path, kind, default, low, high in fields:
-        known[path] = True
         fallback = None if default == REQUIRED else default
         value = _lookup(data, path)
         if value is _MISSING or (value is None and default is None):
@@ -152,17 +177,17 @@ def check(fields, data):
         else:
             values[path] = value
     for path in _leaf_paths(data):
-        if path not in known:
+        if path not in values:
             errors.append(path + ": unknown field")
     return values, errors
 
 
 def check_board(data):
     """Check a board file: field values, pin ranges and pins wired twice."""
-    values, errors = check(BOARD_FIELDS, data)
+    values, errors = check(board_fields(), data)
     gpio_max = values["gpio_max"]
     owner = {}
-    for path, kind, _, _, _ in BOARD_FIELDS:
+    for path, kind, _, _, _ in board_fields():
         pin = values[path]
         if kind != "pin" or pin is None:
             continue
@@ -176,13 +201,13 @@ def check_board(data):
             owner[pin] = path
     if values["siren_min_hz"] > values["siren_max_hz"]:
         errors.append("siren_min_hz: %d is above siren_max_hz" % values["siren_min_hz"])
-        _use_defaults(BOARD_FIELDS, values, ("siren_min_hz", "siren_max_hz"))
+        _use_defaults(board_fields(), values, ("siren_min_hz", "siren_max_hz"))
     return values, errors
 
 
 def check_config(data, board=None):
     """Check a config; with a board's values, also check the siren fits its sounder."""
-    values, errors = check(CONFIG_FIELDS, data)
+    values, errors = check(config_fields(), data)
     if board is not None:
         for path in ("siren_low_hz", "siren_high_hz"):
             hz = values[path]
@@ -195,10 +220,10 @@ def check_config(data, board=None):
     for low, high in (("siren_low_hz", "siren_high_hz"), ("low_battery_v", "ac_loss_v"), ("long_press_ms", "stuck_ms")):
         if values[low] >= values[high]:
             errors.append("%s: must be below %s" % (low, high))
-            _use_defaults(CONFIG_FIELDS, values, (low, high))
+            _use_defaults(config_fields(), values, (low, high))
     if values["link_timeout_ms"] < 2 * values["link_heartbeat_ms"]:
         errors.append("link_timeout_ms: must be at least twice link_heartbeat_ms")
-        _use_defaults(CONFIG_FIELDS, values, ("link_heartbeat_ms", "link_timeout_ms"))
+        _use_defaults(config_fields(), values, ("link_heartbeat_ms", "link_timeout_ms"))
     return values, errors
 
 
