@@ -55,6 +55,7 @@ firmware-all: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/press_latency.py
+	$(BIN)/python bench/link_faults.py
 
 clean:
 	rm -rf build .pytest_cache .mypy_cache .ruff_cache
