@@ -66,7 +66,10 @@ class Link:
         while True:
             data = await reader.read(64)
             for frame in self.decoder.feed(data):
-                self.handle(frame)
+                try:
+                    self.handle(frame)
+                except Exception as exc:  # noqa: BLE001 - one bad frame must not stop the link
+                    print("TR link: frame 0x%02x dropped: %r" % (frame.type, exc))
 
     def handle(self, frame):
         refusal = codec.check_frame(frame)
