@@ -3,7 +3,19 @@
 ``make sim`` runs ``python -m hw_sim.console``.  It starts a :class:`~hw_sim.bench.Bench`
 running the real firmware and shows the strobe, the siren (with its tone), the
 status LED, the alarm line, the alarm state the firmware reports, the supply
-voltage, the boot count and the latest events.  Keys:
+voltage, the boot count and the latest events.
+
+Beside the board runs the Raspberry Pi's real edge daemon
+(:class:`edge_daemon.service.Daemon`) in a background thread, exactly as on a
+post: its serial port is the Pi's end of the bench's UART wire (a pty), its
+GPIO is gpiozero mock pins wired to the board's alarm line and reset input
+(:class:`~hw_sim.pi_wiring.PiWiring`), its store is an SQLite file and its text
+log a file, both in a temporary folder that is removed on exit.  The screen
+shows the link as the Pi sees it (up, down or not yet), the board's hello
+(firmware version, board boot), the board state from its heartbeats, the
+link's counters, the alarm line as the Pi's GPIO reads it and the events in
+the Pi's store (read through a read-only connection of the console's own).
+Keys:
 
 ====  ==================================================================
 b     press the button (with contact bounce); ``b`` again releases it
@@ -13,36 +25,55 @@ s     supply voltage 13.8 V -> 12.6 V (AC lost) -> 11.0 V (low battery) -> 13.8 
 g     a 1 ms glitch on the button line (must raise nothing)
 w     hang the CPU: the bench's watchdog then resets the board
 p     cut the power and power on again
+u     cut the UART wire between the board and the Pi; ``u`` again mends it
+n     noise on the UART wire: bit error rate 1e-3; ``n`` again turns it off
+a     the Pi sends the board an acknowledge command (shows the result: ok, refused...)
+x     the Pi sends a silence command
+o     the Pi sends an operator reset command
+d     stop the Pi's daemon and start a new one on the same store and port
 q     quit
 ====  ==================================================================
 
-In a terminal the screen is drawn with curses.  When stdin or stdout is not a
+In a terminal the screen is drawn with curses; on a short terminal the event
+lists shrink and blank lines go first.  When stdin or stdout is not a
 terminal (CI, a pipe) or with ``--plain``, it prints one line per change and reads
 commands line by line from stdin: the same letters and Enter (several per line
 split by commas or spaces, ``wait:SECONDS`` pauses, an empty line prints the
-status); end of input quits.  ``--script "b,wait:0.5,b,k"`` runs keys headless,
-then prints the final status and exits 0::
+status); end of input quits.  The Pi's side is in lines starting with ``pi``
+(``pi link: not yet -> up``, ``pi stored #3 ...`` for each event its store
+takes).  ``--script "b,wait:0.5,b,k"`` runs keys headless, then prints the
+final status and exits 0.  Before each key, typed or scripted, the console waits
+for the board to be up and for a freshly started daemon to hear from it::
 
     python -m hw_sim.console --board rpi_pico --config fast.json
     python -m hw_sim.console --script "b,wait:0.3,b,wait:0.3,k,wait:0.5,q"
+    python -m hw_sim.console --script "b,wait:1,a,x,o,wait:0.5"
     echo q | python -m hw_sim.console
 
 Without ``--config`` the firmware's defaults apply: the siren stops after 180 s,
-the watchdog bites after 5 s, a supply change counts after 5 s.
+the watchdog bites after 5 s, a supply change counts after 5 s, the link is
+lost after 2.5 s of silence (the daemon's defaults match).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import concurrent.futures
 import curses
+import functools
 import itertools
 import json
+import logging
 import os
 import queue
 import re
+import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections import deque
@@ -52,12 +83,19 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
 
+from gpiozero import GPIOZeroError
+
+from alarmpost import codec
 from alarmpost import events as ev
 from alarmpost.eventnames import RESET_CAUSES, ZONE_NAMES, describe
 from alarmpost.patterns import LATCHED
+from edge_daemon import logs
+from edge_daemon.config import Config, check_data
+from edge_daemon.service import Daemon
 from hw_sim.bench import OUTPUTS, Bench, BenchError, Logged
 from hw_sim.boards import SettingsError
 from hw_sim.paths import MissingTool
+from hw_sim.pi_wiring import PiWiring
 from hw_sim.timeline import Change
 
 STARTING = "starting the board"
@@ -65,8 +103,27 @@ REFRESH_S = 0.05  # the display polls the bench 20 times a second
 BOOT_WAIT_S = 10.0  # how long typed and scripted keys wait for the board to come up
 SUPPLY_STEPS = (13.8, 12.6, 11.0)
 EVENT_ROWS = 12
-KEYS = "bktsgwpq"
+STORE_ROWS = 6  # the newest events in the Pi's store
+KEYS = "bktsgwpunaxodq"
 HELP = "b button  k key  t tamper  s supply  g glitch  w hang  p power cycle  q quit"
+HELP_PI = "u wire  n noise  a acknowledge  x silence  o operator reset  d restart daemon"
+ALL_KEYS = f"{HELP}  {HELP_PI}"
+NOISE_BIT_ERROR_RATE = 1e-3
+COMMAND_WAIT_S = 3.0  # the link itself gives up after 2 s
+DAEMON_WAIT_S = 10.0  # for the daemon's thread to open its store and port, or to stop
+# The Pi's commands by key: (command code, name)
+COMMANDS = {
+    "a": (codec.CMD_ACKNOWLEDGE, "acknowledge"),
+    "x": (codec.CMD_SILENCE, "silence"),
+    "o": (codec.CMD_RESET, "operator reset"),
+}
+STATUS_WORDS = {
+    codec.OK: "ok",
+    codec.REFUSED: "refused",
+    codec.BAD_ARGS: "bad arguments",
+    codec.UNKNOWN_COMMAND: "unknown command",
+    codec.FAILED: "failed",
+}
 LABELS = {"strobe": "strobe", "siren": "siren", "status_led": "status LED", "alarm_line": "alarm line"}
 # How each output looks: (steadily on, flashing, off)
 WORDS = {
@@ -177,14 +234,294 @@ def first_line(exc: BaseException) -> str:
     return lines[0] if lines else type(exc).__name__
 
 
+# -- the Raspberry Pi beside the board ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StoredRow:
+    """One event in the Pi's store, as the console reads it."""
+
+    id: int
+    source: str  # "board", or "daemon" for the daemon's own (link, alarm line)
+    boot: int
+    seq: int
+    code: int
+    qualifier: int
+    zone: int
+    value: int
+    uptime_ms: int
+    received_at: float
+
+    def what(self) -> str:
+        event = ev.Event(self.seq, self.boot, self.uptime_ms, self.code, self.qualifier, self.zone, self.value)
+        extra = detail(event)
+        return str(describe(event)) + (f" ({extra})" if extra else "")
+
+    def row(self) -> str:
+        return f"{self.id:>5} {self.source:<6} {self.boot:>5} {self.seq:>5} {self.code:>5}  {self.what()}"
+
+
+STORE_COLUMNS = "id, source, boot, seq, code, qualifier, zone, value, uptime_ms, received_at"
+STORE_HEADER = "   id from    boot   seq  code  event"
+
+
+class Pi:
+    """The Raspberry Pi's edge daemon, the real one, in a background thread with its own asyncio loop.
+
+    Its serial port is the Pi's end of ``bench.wire``; its GPIO goes through gpiozero
+    mock pins wired to the bench (:class:`~hw_sim.pi_wiring.PiWiring`); its store is an
+    SQLite file and its text log a file, both in a temporary folder that :meth:`close`
+    removes.  The console reads the daemon's link from its attributes and the store
+    through a read-only connection of its own (the daemon's belongs to the daemon's thread).
+    """
+
+    def __init__(self, bench: Bench) -> None:
+        self.bench = bench
+        self.wiring = PiWiring(bench)
+        self.folder = Path(tempfile.mkdtemp(prefix="alarmpost-sim-pi-"))
+        self.db = self.folder / "events.db"
+        self.log_path = self.folder / "edge.log"
+        self.daemon: Daemon | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.thread: threading.Thread | None = None
+        self.starts = 0
+        self.failure: str | None = None  # why the latest daemon stopped on its own, or did not start
+        self.last_command = "-"
+        self.stored: list[StoredRow] = []  # every event in the store, in the order it was stored
+        self._reader: sqlite3.Connection | None = None
+        self._log: logging.Handler | None = None
+
+    # the daemon's thread
+
+    def config(self) -> Config:
+        if self.bench.wire is None:
+            raise BenchError("the bench has no UART wire: start it with wire=True")
+        return check_data(
+            {
+                "serial": {"port": self.bench.wire.path, "baud": self.bench.wire.baud},
+                "store": {"path": str(self.db)},
+                "gpio": {
+                    "alarm_line_pin": self.wiring.alarm_line_pin,
+                    "board_reset_pin": self.wiring.reset_pin,
+                    "board_reset_active": "high" if self.wiring.reset_active_high else "low",
+                },
+                "log": {"format": "text"},
+            },
+            "the sim's edge daemon config",
+        )
+
+    def start(self) -> None:
+        """Start a daemon on the store and port; wait until it has opened them (or failed)."""
+        config = self.config()
+        self._start_log(config)
+        self.starts += 1
+        self.failure = None
+        self.daemon = None
+        loop = asyncio.new_event_loop()
+        ready = threading.Event()
+        thread = threading.Thread(
+            target=self._serve, args=(config, loop, ready, self.starts), daemon=True, name=f"edge-daemon-{self.starts}"
+        )
+        self.loop, self.thread = loop, thread
+        thread.start()
+        if not ready.wait(DAEMON_WAIT_S):
+            self.failure = f"did not open its store and port in {DAEMON_WAIT_S:.0f} s"
+
+    def _serve(self, config: Config, loop: asyncio.AbstractEventLoop, ready: threading.Event, start: int) -> None:
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_until_complete(self._run(config, ready))
+        except Exception as exc:  # the daemon failed: the screen says why, the log has the traceback
+            logging.getLogger("hw_sim.console").exception("the edge daemon failed")
+            if start == self.starts:
+                self.failure = first_line(exc)
+        finally:
+            ready.set()
+            loop.close()
+
+    async def _run(self, config: Config, ready: threading.Event) -> None:
+        self.daemon = Daemon(config, pin_factory=self.wiring.factory)
+        ready.set()
+        await self.daemon.run()
+
+    def running(self) -> bool:
+        return self.thread is not None and self.thread.is_alive() and self.daemon is not None
+
+    def stop(self) -> None:
+        """Stop the daemon through its stopping event and join its thread."""
+        thread, loop, daemon = self.thread, self.loop, self.daemon
+        if thread is None:
+            return
+        if loop is not None and daemon is not None and thread.is_alive():
+            try:
+                loop.call_soon_threadsafe(daemon.stopping.set)
+            except RuntimeError:  # its loop has just ended
+                pass
+        thread.join(DAEMON_WAIT_S)
+        if thread.is_alive():
+            raise BenchError(f"the edge daemon did not stop in {DAEMON_WAIT_S:.0f} s")
+        self.thread = None
+
+    def restart(self) -> str:
+        self.stop()
+        self.start()
+        if self.failure:
+            return f"stopped the Pi's daemon; the new one failed: {self.failure}"
+        return f"stopped the Pi's daemon and started a new one (start {self.starts}) on the same store and port"
+
+    def command(self, code: int, name: str) -> str:
+        """Send the board a command through the daemon's link; the board's answer in words."""
+        daemon, loop = self.daemon, self.loop
+        if not self.running() or daemon is None or loop is None:
+            self.last_command = f"{name}: not sent, the daemon is not running"
+            return self.last_command
+        coroutine = daemon.link.command(code)
+        try:
+            future = asyncio.run_coroutine_threadsafe(coroutine, loop)
+        except RuntimeError:  # its loop has just ended
+            coroutine.close()
+            self.last_command = f"{name}: not sent, the daemon is not running"
+            return self.last_command
+        try:
+            status, data = future.result(timeout=COMMAND_WAIT_S)
+        except TimeoutError:
+            future.cancel()
+            answer = "no answer from the board"
+        except concurrent.futures.CancelledError:
+            answer = "the daemon stopped before the board answered"
+        else:
+            answer = f"{STATUS_WORDS.get(status, 'status')} ({status})"
+            if data:
+                answer += f" {bytes(data).decode(errors='replace')}"
+        self.last_command = f"{name}: {answer}"
+        return self.last_command
+
+    # the log
+
+    def _start_log(self, config: Config) -> None:
+        """The daemon's text log (and any warning) to a file in the folder, never to the screen."""
+        if self._log is not None:
+            return
+        handler = logging.FileHandler(self.log_path, encoding="utf-8")
+        handler.setFormatter(logs.TextFormatter())
+        root = logging.getLogger()
+        root.addHandler(handler)
+        root.setLevel(logs.LEVELS[config.log.level])
+        logging.captureWarnings(True)
+        self._log = handler
+
+    # what the Pi knows
+
+    def poll(self) -> None:
+        """Read the events the store took since the last poll, through the console's own connection."""
+        if self._reader is None:
+            if not self.db.exists():
+                return
+            try:
+                self._reader = sqlite3.connect(self.db.as_uri() + "?mode=ro", uri=True, timeout=0.5)
+            except sqlite3.Error:
+                return
+        last = self.stored[-1].id if self.stored else 0
+        try:
+            rows = self._reader.execute(
+                f"SELECT {STORE_COLUMNS} FROM events WHERE id > ? ORDER BY id", (last,)
+            ).fetchall()
+        except sqlite3.Error:  # not created yet, or busy: next poll
+            self._reader.close()
+            self._reader = None
+            return
+        self.stored += [StoredRow(*row) for row in rows]
+
+    def link_text(self) -> str:
+        daemon = self.daemon
+        if daemon is None or daemon.link.up is None:
+            return "not yet"
+        return "up" if daemon.link.up else "down"
+
+    def daemon_text(self) -> str:
+        if self.running():
+            return f"running (start {self.starts})"
+        if self.failure:
+            return f"STOPPED: {self.failure}"
+        return "stopped"
+
+    def wire_text(self) -> str:
+        wire = self.bench.wire
+        if wire is None:
+            return "none"
+        text = "connected" if wire.connected else "CUT"
+        return text + (f", noise {wire.bit_error_rate:g}" if wire.bit_error_rate else "")
+
+    def hello_text(self) -> str:
+        info = self.daemon.link.info if self.daemon is not None else None
+        return "-" if info is None else f"firmware {info.firmware}, board boot {info.boot}"
+
+    def board_state_text(self) -> str:
+        state = self.daemon.link.board_state if self.daemon is not None else None
+        return "-" if state is None else f"{state[0]}, faults {state[1]}, seq {state[2]}"
+
+    def alarm_line_text(self) -> str:
+        line = self.daemon.alarm_line if self.daemon is not None and self.running() else None
+        if line is None:
+            return "-"
+        try:
+            return "active" if line.active else "inactive"
+        except GPIOZeroError:  # closed as the daemon stops
+            return "-"
+
+    def counters_text(self) -> str:
+        if self.daemon is None:
+            return "-"
+        c = self.daemon.link.counters
+        return (
+            f"stored {c.stored}  duplicates {c.duplicates}  out of order {c.out_of_order}"
+            f"  refused {c.refused}  gaps {c.gaps}"
+        )
+
+    def facts(self) -> dict[str, str]:
+        """What the Pi knows, by name; the plain log prints each change."""
+        return {
+            "pi daemon": self.daemon_text(),
+            "pi link": self.link_text(),
+            "pi hello": self.hello_text(),
+            "pi board state": self.board_state_text(),
+            "pi alarm line": self.alarm_line_text(),
+            "pi counters": self.counters_text(),
+            "uart wire": self.wire_text(),
+        }
+
+    def linking(self) -> bool:
+        """A daemon has just started and has not yet heard the board (nor given up on it)."""
+        wire = self.bench.wire
+        return self.running() and self.link_text() == "not yet" and wire is not None and wire.connected
+
+    # the end
+
+    def close(self) -> None:
+        """Stop the daemon, close the reader and the log, remove the folder.  Safe to call twice."""
+        try:
+            self.stop()
+        finally:
+            if self._reader is not None:
+                self._reader.close()
+                self._reader = None
+            if self._log is not None:
+                logging.getLogger().removeHandler(self._log)
+                self._log.close()
+                logging.captureWarnings(False)
+                self._log = None
+            shutil.rmtree(self.folder, ignore_errors=True)
+
+
 # -- the post and its controls ----------------------------------------------------------
 
 
 class Sim:
-    """The bench, the controls a person at the post has, and what the post shows."""
+    """The bench and the Pi beside it, the controls a person at the post has, and what the post shows."""
 
-    def __init__(self, bench: Bench) -> None:
+    def __init__(self, bench: Bench, pi: Pi) -> None:
         self.bench = bench
+        self.pi = pi
         self.seen = 0  # timeline changes already shown
         self.lamps = {device: Lamp(WORDS[device]) for device in OUTPUTS}
         self.began = time.monotonic()
@@ -201,7 +538,12 @@ class Sim:
             "g": self.glitch,
             "w": self.hang,
             "p": self.power_cycle,
+            "u": self.cut_wire,
+            "n": self.noise,
+            "d": self.restart_daemon,
         }
+        for key, (code, name) in COMMANDS.items():
+            self.actions[key] = functools.partial(self.pi.command, code, name)
 
     # keys
 
@@ -209,7 +551,7 @@ class Sim:
         """Carry out one key (not ``q``); return what happened, in words."""
         action = self.actions.get(key)
         if action is None:
-            self.message = f"unknown key {key!r}: {HELP}"
+            self.message = f"unknown key {key!r}: {ALL_KEYS}"
             return self.message
         try:
             self.message = action()
@@ -256,6 +598,28 @@ class Sim:
         self.bench.restart()
         return "cut the power and powered on again"
 
+    def cut_wire(self) -> str:
+        wire = self.bench.wire
+        if wire is None:
+            return "the bench has no UART wire"
+        if wire.connected:
+            wire.cut()
+            return "cut the UART wire: the Pi loses the link; the alarm line still reaches it"
+        wire.mend()
+        return "mended the UART wire"
+
+    def noise(self) -> str:
+        wire = self.bench.wire
+        if wire is None:
+            return "the bench has no UART wire"
+        wire.bit_error_rate = 0.0 if wire.bit_error_rate else NOISE_BIT_ERROR_RATE
+        if wire.bit_error_rate:
+            return f"noise on the UART wire: bit error rate {wire.bit_error_rate:g}"
+        return "the UART wire is quiet again"
+
+    def restart_daemon(self) -> str:
+        return self.pi.restart()
+
     # what the post shows
 
     def poll(self) -> None:
@@ -270,8 +634,9 @@ class Sim:
                 self.notes.append((change.t, NOTES[change.device, change.on]))
         for lamp in self.lamps.values():
             lamp.catch_up()
+        self.pi.poll()
         if self.message == STARTING and self.is_up():
-            self.message = "the board is up"
+            self.message = f"the board is up; the Pi's daemon logs to {self.pi.log_path}"
 
     def is_up(self) -> bool:
         """The board is powered and its latest boot has reached its running state."""
@@ -302,7 +667,8 @@ class Sim:
 # -- the screen -------------------------------------------------------------------------
 
 
-def _head(sim: Sim, facts: dict[str, str], now: float) -> list[Row]:
+def _head(sim: Sim, facts: dict[str, str], now: float) -> tuple[list[Row], list[Row]]:
+    """The title and power rows, and the state row."""
     power = "power on" if sim.bench.powered else "POWER OFF"
     title = f"Alarm post on the simulated bench - board {sim.bench.board_name}"
     state = facts["state"]
@@ -311,7 +677,7 @@ def _head(sim: Sim, facts: dict[str, str], now: float) -> list[Row]:
     return [
         [("title", f"{title:<62}{now - sim.began:>9.1f} s")],
         [("" if sim.bench.powered else "alert", power), ("", f"   boot {facts['boot']}   supply {facts['supply']}")],
-        [],
+    ], [
         [("", "STATE  "), (style, f"{state.upper():<14}"), ("", f"testing {facts['testing']}   ")]
         + [("alert" if faults != "0" else "", f"faults {faults}")],
     ]
@@ -341,25 +707,72 @@ def _inputs(sim: Sim) -> list[Row]:
     return [[("", text), ("alert" if sim.tamper_open else "", tamper)]]
 
 
+def _pi(facts: dict[str, str], pi: Pi) -> list[Row]:
+    """The Pi's side: its daemon, the link as it sees it, the board's hello and heartbeat, the counters."""
+    link, daemon, wire = facts["pi link"], facts["pi daemon"], facts["uart wire"]
+    line, state = facts["pi alarm line"], facts["pi board state"]
+    link_style = "dim" if link == "not yet" else "alert" if link == "down" else ""
+    latched = state.split(",")[0] in LATCHED
+    pin = f"GPIO{pi.wiring.alarm_line_pin}"
+    return [
+        [("title", "PI  "), ("", "link "), (link_style, f"{link.upper() if link != 'not yet' else link:<8}")]
+        + [("", "  daemon "), ("" if pi.running() else "alert", f"{daemon:<19}")]
+        + [("", "  wire "), ("alert" if wire != "connected" else "", wire)],
+        [("", f"hello {facts['pi hello']:<30}  heartbeat "), ("alert" if latched else "", state)],
+        [("", f"alarm line ({pin}) "), ("alert" if line == "active" else "", f"{line:<9}")]
+        + [("", f"  sent {pi.last_command}")],
+        [("", f"counters {facts['pi counters']}")],
+    ]
+
+
 def _events(sim: Sim, rows: int) -> list[Row]:
     recent = sim.bench.logged[-rows:] if rows > 0 else []
-    lines: list[Row] = [[("title", EVENT_HEADER)]]
+    lines: list[Row] = [[("title", f"{EVENT_HEADER:<52}on the board")]]
     lines += [[("", event_row(logged))] for logged in recent]
+    return lines if recent else lines + [[("dim", "      (none yet)")]]
+
+
+def _store(pi: Pi, rows: int) -> list[Row]:
+    recent = pi.stored[-rows:] if rows > 0 else []
+    lines: list[Row] = [[("title", f"{STORE_HEADER:<52}in the Pi's store: {len(pi.stored)}")]]
+    lines += [[("", row.row())] for row in recent]
     return lines if recent else lines + [[("dim", "      (none yet)")]]
 
 
 def _foot(sim: Sim) -> list[Row]:
     rows: list[Row] = [[("alert", f"trouble: {text}")] for text in (sim.bench.troubles + sim.crashes)[-2:]]
-    return rows + [[("", f"> {sim.message}")], [("dim", HELP)]]
+    return rows + [[("", f"> {sim.message}")], [("dim", HELP)], [("dim", HELP_PI)]]
+
+
+def _lists(rows: int) -> tuple[int, int]:
+    """Rows of board events and of the Pi's store (each without its header) in ``rows`` rows."""
+    if rows < 2:
+        return 0, 0
+    if rows < 5:  # room for one list only: the board's
+        return min(EVENT_ROWS, rows - 1), 0
+    left = rows - 2
+    store = min(STORE_ROWS, left // 2)
+    return min(EVENT_ROWS, left - store), store
 
 
 def screen(sim: Sim, now: float, height: int = 100) -> list[Row]:
-    """The rows of the live screen; the events shrink to fit ``height``."""
-    facts = sim.facts(now)
-    top = _head(sim, facts, now) + [[]] + _outputs(sim, facts) + _inputs(sim) + [[]]
-    foot: list[Row] = [[]] + _foot(sim)
-    rows = min(EVENT_ROWS, height - len(top) - len(foot) - 1)
-    return top + (_events(sim, rows) if rows > 0 else []) + foot
+    """The rows of the live screen, fitted to ``height``: blank lines go first, then the event lists shrink."""
+    facts = sim.facts(now) | sim.pi.facts()
+    title, state = _head(sim, facts, now)
+    post = _outputs(sim, facts) + _inputs(sim)
+    pi = _pi(facts, sim.pi)
+    foot = _foot(sim)
+    fixed = len(title) + len(state) + len(post) + len(pi) + len(foot)
+    spare = height - fixed
+    # Blank lines: all five on a tall screen, the three that part the sections on a short one.
+    blanks = 5 if spare >= 5 + 10 else 3 if spare >= 3 + 5 else 0
+    events, stored = _lists(spare - blanks)
+    gap: list[Row] = [[]]
+    lists = (_events(sim, events) if events else []) + (_store(sim.pi, stored) if stored else [])
+    body = title + (gap if blanks == 5 else []) + state + (gap if blanks == 5 else []) + post
+    body += (gap if blanks else []) + pi + (gap if blanks and lists else []) + lists
+    body = body[: max(0, height - len(foot) - (1 if blanks else 0))]
+    return body + (gap if blanks else []) + foot
 
 
 def plain(rows: list[Row]) -> str:
@@ -437,6 +850,7 @@ class Log:
         self.out = out
         self.facts: dict[str, str] = {}
         self.seen_events = 0
+        self.seen_stored = 0
         self.seen_troubles = 0
         self.seen_notes = 0
 
@@ -452,6 +866,10 @@ class Log:
         logged = self.sim.bench.logged[self.seen_events :]
         self.seen_events += len(logged)
         lines += [(x.t, "event " + event_row(x).strip()) for x in logged]
+        stored = self.sim.pi.stored[self.seen_stored :]
+        self.seen_stored += len(stored)
+        wall = time.time()
+        lines += [(now - max(0.0, wall - row.received_at), self._stored_line(row)) for row in stored]
         notes = self.sim.notes[self.seen_notes :]
         self.seen_notes += len(notes)
         lines += notes
@@ -461,8 +879,14 @@ class Log:
         for at, text in sorted(lines, key=lambda line: line[0]):
             self.line(text, at)
 
+    def _stored_line(self, row: StoredRow) -> str:
+        return (
+            f"pi stored #{row.id} ({len(self.sim.pi.stored)} in the store): from the {row.source},"
+            f" boot {row.boot} seq {row.seq} code {row.code}  {row.what()}"
+        )
+
     def _fact_changes(self, now: float) -> list[tuple[float, str]]:
-        facts = self.sim.facts(now)
+        facts = self.sim.facts(now) | self.sim.pi.facts()
         changes = []
         for name, value in facts.items():
             old = self.facts.get(name)
@@ -491,7 +915,7 @@ def key_problem(token: str) -> str | None:
         except ValueError:
             seconds = -1.0
         return None if 0 <= seconds <= 3600 else f"{token!r}: wait takes seconds, 0 to 3600, like wait:0.5"
-    return None if len(token) == 1 and token in KEYS else f"unknown key {token!r} (keys: {HELP}; wait:SECONDS)"
+    return None if len(token) == 1 and token in KEYS else f"unknown key {token!r} (keys: {ALL_KEYS}; wait:SECONDS)"
 
 
 def split_keys(text: str) -> list[str]:
@@ -519,11 +943,17 @@ def pause(log: Log, seconds: float) -> None:
 
 
 def settle(log: Log) -> None:
-    """Let the board come up (after a start, power cycle or watchdog reset) before the next key."""
+    """Let the board come up (after a start, power cycle or watchdog reset) and a freshly started
+    daemon hear from it (or give up on it) before the next key."""
     deadline = time.monotonic() + BOOT_WAIT_S
     while log.sim.bench.powered and not log.sim.is_up():
         if time.monotonic() > deadline:
             log.line(f"the board has not started after {BOOT_WAIT_S:.0f} s")
+            return
+        pause(log, REFRESH_S)
+    while log.sim.pi.linking():
+        if time.monotonic() > deadline:
+            log.line(f"the Pi has not heard the board after {BOOT_WAIT_S:.0f} s")
             return
         pause(log, REFRESH_S)
 
@@ -559,7 +989,7 @@ def run_lines(log: Log, stream: TextIO) -> None:
     """Commands line by line from ``stream`` until ``q`` or end of input."""
     lines: queue.Queue[str | None] = queue.Queue()
     threading.Thread(target=_read_lines, args=(stream, lines), daemon=True, name="console-input").start()
-    print(f"keys, then Enter: {HELP}; wait:SECONDS; an empty line prints the status", file=log.out, flush=True)
+    print(f"keys, then Enter: {ALL_KEYS}; wait:SECONDS; an empty line prints the status", file=log.out, flush=True)
     settle(log)
     while True:
         log.update()
@@ -590,7 +1020,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m hw_sim.console",
         description=__doc__.splitlines()[0] if __doc__ else None,
-        epilog=f"keys: {HELP}",
+        epilog=f"keys: {ALL_KEYS}",
     )
     parser.add_argument("--board", default="sim", help="board name or board file (default: sim)")
     parser.add_argument("--config", type=Path, metavar="FILE", help="config JSON for the post (default: firmware's)")
