@@ -60,7 +60,8 @@ class BoardLink:
         board: str,
         write: Callable[[bytes], object],
         heartbeat_s: float = 1.0,
-        timeout_s: float = 3.0,
+        timeout_s: float = 2.5,
+        ack_timeout_s: float = 0.5,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.store = store
@@ -68,6 +69,7 @@ class BoardLink:
         self.write = write
         self.heartbeat_s = heartbeat_s
         self.timeout_s = timeout_s
+        self.ack_timeout_s = ack_timeout_s
         self.clock = clock
         self.decoder = codec.Decoder()
         self.expected = store.last_seq(board) + 1
@@ -91,7 +93,8 @@ class BoardLink:
     def handle(self, frame: codec.Frame) -> None:
         refusal = codec.check_frame(frame)
         if refusal is not None:
-            self._refuse(refusal, frame, "unsupported frame")
+            if refusal:
+                self._refuse(refusal, frame, "unsupported frame")
             return
         self._last_heard = self.clock()
         if self.up is not True:
@@ -132,6 +135,14 @@ class BoardLink:
     def _hello(self, info: BoardInfo) -> None:
         self.info = info
         log.info("board said hello", extra={"firmware": info.firmware, "board_boot": info.boot})
+        if info.last_seq < self.expected - 1:
+            retired = self.store.retire(self.board)
+            log.error(
+                "the board's numbering started afresh (replaced or erased): earlier events filed apart",
+                extra={"board_last_seq": info.last_seq, "stored_up_to": self.expected - 1, "filed_as": retired},
+            )
+            self.expected = 1
+            self._held = {}
         if info.oldest_seq > self.expected:
             lost = info.oldest_seq - self.expected
             self.counters.gaps += lost
@@ -194,14 +205,27 @@ class BoardLink:
 
     # -- commands ------------------------------------------------------------------------
 
-    async def command(self, command: int, args: bytes = b"", timeout: float = 2.0) -> tuple[int, bytes]:
-        """Send a command to the board; (status, data) of its RESULT.  TimeoutError if none comes."""
+    async def command(self, command: int, args: bytes = b"", timeout: float = 3.0) -> tuple[int, bytes]:
+        """Send a command to the board; (status, data) of its RESULT.  TimeoutError if none comes.
+
+        Without a RESULT within ``ack_timeout_s`` the same request goes again; the
+        board carries a request out once and answers a resend with the same result.
+        """
         request = self._next_request
         self._next_request = request % 0xFFFF + 1
         future: asyncio.Future[tuple[int, bytes]] = asyncio.get_running_loop().create_future()
         self._requests[request] = future
-        self.write(codec.encode(codec.COMMAND, codec.pack(codec.COMMAND, request, command, tail=args)))
+        frame = codec.encode(codec.COMMAND, codec.pack(codec.COMMAND, request, command, tail=args))
+        deadline = asyncio.get_running_loop().time() + timeout
         try:
-            return await asyncio.wait_for(future, timeout)
+            while True:
+                self.write(frame)
+                left = deadline - asyncio.get_running_loop().time()
+                if left <= 0:
+                    raise TimeoutError(f"no result from the board for command {command}")
+                try:
+                    return await asyncio.wait_for(asyncio.shield(future), min(self.ack_timeout_s, left))
+                except TimeoutError:
+                    continue
         finally:
             self._requests.pop(request, None)

@@ -38,7 +38,12 @@ class Daemon:
         self.store = EventStore(config.store.path)
         self.port = serial.Serial(config.serial.port, config.serial.baud, timeout=0, write_timeout=1)
         self.link = BoardLink(
-            self.store, config.board.name, self.port.write, config.link.heartbeat_s, config.link.timeout_s
+            self.store,
+            config.board.name,
+            self.port.write,
+            config.link.heartbeat_s,
+            config.link.timeout_s,
+            config.link.ack_timeout_s,
         )
         self.alarm_line: Any = None
         self.board_reset: Any = None

@@ -195,6 +195,17 @@ class EventStore:
         )
         return cursor.rowcount == 1
 
+    def retire(self, board: str) -> str:
+        """File a board's events under a new name and return it, keeping every row.
+
+        For a post whose board started its numbering afresh (replaced, or its flash
+        erased): the new board's events then store under the post's name without
+        clashing with the old ones, and nothing is deleted.
+        """
+        retired = f"{board}~retired-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}"
+        self._db.execute("UPDATE events SET board = ? WHERE board = ? AND source = 'board'", (retired, board))
+        return retired
+
     def last_seq(self, board: str, source: str = "board") -> int:
         """The highest ``seq`` stored for ``board`` (from ``source``), 0 if none.
 

@@ -100,7 +100,7 @@ from hw_sim.timeline import Change
 
 STARTING = "starting the board"
 REFRESH_S = 0.05  # the display polls the bench 20 times a second
-BOOT_WAIT_S = 10.0  # how long typed and scripted keys wait for the board to come up
+BOOT_WAIT_S = 10.0  # how long typed and scripted keys wait for the board to come up and the Pi to hear it
 SUPPLY_STEPS = (13.8, 12.6, 11.0)
 EVENT_ROWS = 12
 STORE_ROWS = 6  # the newest events in the Pi's store
@@ -109,7 +109,8 @@ HELP = "b button  k key  t tamper  s supply  g glitch  w hang  p power cycle  q 
 HELP_PI = "u wire  n noise  a acknowledge  x silence  o operator reset  d restart daemon"
 ALL_KEYS = f"{HELP}  {HELP_PI}"
 NOISE_BIT_ERROR_RATE = 1e-3
-COMMAND_WAIT_S = 3.0  # the link itself gives up after 2 s
+COMMAND_LINK_S = 2.0  # the link sends a command (and resends it) for this long
+COMMAND_WAIT_S = 3.0  # and the console waits a little longer for the link's answer or its TimeoutError
 DAEMON_WAIT_S = 10.0  # for the daemon's thread to open its store and port, or to stop
 # The Pi's commands by key: (command code, name)
 COMMANDS = {
@@ -117,6 +118,7 @@ COMMANDS = {
     "x": (codec.CMD_SILENCE, "silence"),
     "o": (codec.CMD_RESET, "operator reset"),
 }
+LONG_FACTS = {"pi counters"}  # the plain log prints only the new value
 STATUS_WORDS = {
     codec.OK: "ok",
     codec.REFUSED: "refused",
@@ -286,7 +288,8 @@ class Pi:
         self.thread: threading.Thread | None = None
         self.starts = 0
         self.failure: str | None = None  # why the latest daemon stopped on its own, or did not start
-        self.last_command = "-"
+        self.last_command = "nothing yet"
+        self._asked_to_stop = False
         self.stored: list[StoredRow] = []  # every event in the store, in the order it was stored
         self._reader: sqlite3.Connection | None = None
         self._log: logging.Handler | None = None
@@ -317,6 +320,7 @@ class Pi:
         self.starts += 1
         self.failure = None
         self.daemon = None
+        self._asked_to_stop = False
         loop = asyncio.new_event_loop()
         ready = threading.Event()
         thread = threading.Thread(
@@ -331,6 +335,8 @@ class Pi:
         asyncio.set_event_loop(loop)
         try:
             loop.run_until_complete(self._run(config, ready))
+            if start == self.starts and not self._asked_to_stop:
+                self.failure = f"stopped on its own (see {self.log_path.name})"
         except Exception as exc:  # the daemon failed: the screen says why, the log has the traceback
             logging.getLogger("hw_sim.console").exception("the edge daemon failed")
             if start == self.starts:
@@ -352,6 +358,7 @@ class Pi:
         thread, loop, daemon = self.thread, self.loop, self.daemon
         if thread is None:
             return
+        self._asked_to_stop = True
         if loop is not None and daemon is not None and thread.is_alive():
             try:
                 loop.call_soon_threadsafe(daemon.stopping.set)
@@ -375,7 +382,7 @@ class Pi:
         if not self.running() or daemon is None or loop is None:
             self.last_command = f"{name}: not sent, the daemon is not running"
             return self.last_command
-        coroutine = daemon.link.command(code)
+        coroutine = daemon.link.command(code, timeout=COMMAND_LINK_S)
         try:
             future = asyncio.run_coroutine_threadsafe(coroutine, loop)
         except RuntimeError:  # its loop has just ended
@@ -713,12 +720,14 @@ def _pi(facts: dict[str, str], pi: Pi) -> list[Row]:
     line, state = facts["pi alarm line"], facts["pi board state"]
     link_style = "dim" if link == "not yet" else "alert" if link == "down" else ""
     latched = state.split(",")[0] in LATCHED
+    heard = "" if link == "up" else "dim"  # what the Pi heard last, from a board it no longer hears
     pin = f"GPIO{pi.wiring.alarm_line_pin}"
     return [
         [("title", "PI  "), ("", "link "), (link_style, f"{link.upper() if link != 'not yet' else link:<8}")]
         + [("", "  daemon "), ("" if pi.running() else "alert", f"{daemon:<19}")]
         + [("", "  wire "), ("alert" if wire != "connected" else "", wire)],
-        [("", f"hello {facts['pi hello']:<30}  heartbeat "), ("alert" if latched else "", state)],
+        [("", "hello "), (heard, f"{facts['pi hello']:<30}"), ("", "  heartbeat ")]
+        + [("alert" if latched and not heard else heard, state)],
         [("", f"alarm line ({pin}) "), ("alert" if line == "active" else "", f"{line:<9}")]
         + [("", f"  sent {pi.last_command}")],
         [("", f"counters {facts['pi counters']}")],
@@ -764,15 +773,17 @@ def screen(sim: Sim, now: float, height: int = 100) -> list[Row]:
     foot = _foot(sim)
     fixed = len(title) + len(state) + len(post) + len(pi) + len(foot)
     spare = height - fixed
-    # Blank lines: all five on a tall screen, the three that part the sections on a short one.
-    blanks = 5 if spare >= 5 + 10 else 3 if spare >= 3 + 5 else 0
+    # Blank lines: all five on a tall screen; on a shorter one those that part the sections, then only the Pi's.
+    blanks = 5 if spare >= 5 + 10 else 3 if spare >= 3 + 6 else 1 if spare >= 1 + 5 else 0
     events, stored = _lists(spare - blanks)
-    gap: list[Row] = [[]]
+
+    def gap(rank: int) -> list[Row]:  # rank 1 stays longest, rank 5 goes first
+        return [[]] if blanks >= rank else []
+
     lists = (_events(sim, events) if events else []) + (_store(sim.pi, stored) if stored else [])
-    body = title + (gap if blanks == 5 else []) + state + (gap if blanks == 5 else []) + post
-    body += (gap if blanks else []) + pi + (gap if blanks and lists else []) + lists
-    body = body[: max(0, height - len(foot) - (1 if blanks else 0))]
-    return body + (gap if blanks else []) + foot
+    body = title + gap(5) + state + gap(5) + post + gap(1) + pi + (gap(3) if lists else []) + lists
+    body = body[: max(0, height - len(foot) - len(gap(3)))]
+    return body + gap(3) + foot
 
 
 def plain(rows: list[Row]) -> str:
@@ -867,9 +878,10 @@ class Log:
         self.seen_events += len(logged)
         lines += [(x.t, "event " + event_row(x).strip()) for x in logged]
         stored = self.sim.pi.stored[self.seen_stored :]
+        wall = time.time()  # the store keeps unix times
+        for count, row in enumerate(stored, start=self.seen_stored + 1):
+            lines.append((now - max(0.0, wall - row.received_at), self._stored_line(row, count)))
         self.seen_stored += len(stored)
-        wall = time.time()
-        lines += [(now - max(0.0, wall - row.received_at), self._stored_line(row)) for row in stored]
         notes = self.sim.notes[self.seen_notes :]
         self.seen_notes += len(notes)
         lines += notes
@@ -879,10 +891,11 @@ class Log:
         for at, text in sorted(lines, key=lambda line: line[0]):
             self.line(text, at)
 
-    def _stored_line(self, row: StoredRow) -> str:
+    @staticmethod
+    def _stored_line(row: StoredRow, count: int) -> str:
         return (
-            f"pi stored #{row.id} ({len(self.sim.pi.stored)} in the store): from the {row.source},"
-            f" boot {row.boot} seq {row.seq} code {row.code}  {row.what()}"
+            f"pi stored #{row.id} ({count} in the store): {row.source} boot {row.boot} seq {row.seq},"
+            f" {row.code} {row.what()}"
         )
 
     def _fact_changes(self, now: float) -> list[tuple[float, str]]:
@@ -891,7 +904,7 @@ class Log:
         for name, value in facts.items():
             old = self.facts.get(name)
             if old != value:
-                text = f"{name}: {value}" if old is None else f"{name}: {old} -> {value}"
+                text = f"{name}: {value}" if old is None or name in LONG_FACTS else f"{name}: {old} -> {value}"
                 changes.append((self._when(name, now), text))
         self.facts = facts
         return changes
@@ -1060,6 +1073,11 @@ def run(sim: Sim, args: argparse.Namespace) -> int:
     except (BenchError, MissingTool, SettingsError, subprocess.CalledProcessError, OSError) as exc:
         print(f"the bench did not start: {exc}", file=sys.stderr)
         return 1
+    try:
+        sim.pi.start()  # a daemon that fails in its thread is shown on the screen, not raised here
+    except (BenchError, ValueError, OSError) as exc:
+        print(f"the Pi's daemon did not start: {exc}", file=sys.stderr)
+        return 1
     interactive = sys.stdin.isatty() and sys.stdout.isatty() and not args.plain
     if args.script is None and interactive:
         try:
@@ -1068,6 +1086,7 @@ def run(sim: Sim, args: argparse.Namespace) -> int:
         except curses.error as exc:  # e.g. TERM unknown: fall back to plain lines
             print(f"no curses screen ({exc}): plain mode", file=sys.stderr)
     log = Log(sim, sys.stdout)
+    print(f"the Pi's daemon logs to {sim.pi.log_path} (removed on exit)", flush=True)
     if args.script is not None:
         run_script(log, args.script)
     else:
@@ -1077,15 +1096,39 @@ def run(sim: Sim, args: argparse.Namespace) -> int:
     return 0
 
 
+def shutdown(sim: Sim) -> None:
+    """Stop the daemon (its thread joined), then the bench, then remove the Pi's folder, whatever fails."""
+    names = [name for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)]
+    previous = {name: signal.signal(getattr(signal, name), signal.SIG_IGN) for name in names}  # no half cleanup
+    try:
+        try:
+            sim.pi.stop()
+        finally:
+            try:
+                sim.bench.stop()
+            finally:
+                sim.pi.close()
+    except BenchError as exc:  # a daemon that would not stop: its thread is a daemon thread, so exit anyway
+        print(exc, file=sys.stderr)
+    finally:
+        for name, handler in previous.items():
+            signal.signal(getattr(signal, name), handler)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     config = load_config(args.config)
     try:
-        bench = Bench(board=args.board, config=config, seed=args.seed)
+        bench = Bench(board=args.board, config=config, seed=args.seed, wire=True)
     except SettingsError as exc:
         print(exc, file=sys.stderr)
         return 1
-    sim = Sim(bench)
+    try:
+        pi = Pi(bench)
+    except BaseException:
+        bench.stop()
+        raise
+    sim = Sim(bench, pi)
     _catch_thread_crashes(sim)
     for name in ("SIGTERM", "SIGHUP"):
         if hasattr(signal, name):
@@ -1098,7 +1141,7 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
     finally:
-        bench.stop()
+        shutdown(sim)
 
 
 if __name__ == "__main__":

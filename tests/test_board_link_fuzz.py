@@ -127,9 +127,8 @@ def other_frame(kind: str) -> bytes:
     """A board frame the link must take in its stride: valid, refused or with a bad payload."""
     if kind == "hello":
         tail = codec.texts("0.2.0", "rpi_pico")
-        return codec.encode(codec.HELLO, codec.pack(codec.HELLO, 0xA5A5A5A5, 2, 1, 3, tail=tail))
-    if kind == "hello, empty journal":
-        return codec.encode(codec.HELLO, codec.pack(codec.HELLO, 7, 2, 0, 0, tail=codec.texts("", "")))
+        # last_seq as high as any stream goes: a HELLO from the same board history
+        return codec.encode(codec.HELLO, codec.pack(codec.HELLO, 0xA5A5A5A5, 2, 1, 0xFFFF, tail=tail))
     if kind == "heartbeat":
         return codec.encode(codec.HEARTBEAT, codec.pack(codec.HEARTBEAT, 0, 1, 2, 5))
     if kind == "heartbeat, unknown state":
@@ -157,7 +156,6 @@ def other_frame(kind: str) -> bytes:
 
 OTHER = [
     "hello",
-    "hello, empty journal",
     "heartbeat",
     "heartbeat, unknown state",
     "result",
@@ -187,7 +185,8 @@ def board_streams(draw: st.DrawFn) -> tuple[dict[int, ev.Event], list[bytes], bo
     return story, frames, every_seq_sent
 
 
-def mutate(draw: st.DrawFn, stream: bytes) -> bytes:
+def mutate(data_: st.DataObject, stream: bytes) -> bytes:
+    draw = data_.draw
     data = bytearray(stream)
     for _ in range(draw(st.integers(1, 6))):
         what = draw(st.sampled_from(["flip", "insert", "delete", "truncate", "concat"]))
@@ -205,12 +204,12 @@ def mutate(draw: st.DrawFn, stream: bytes) -> bytes:
     return bytes(data)
 
 
-def feed_in_pieces(rig: Rig, draw: st.DrawFn, stream: bytes) -> None:
+def feed_in_pieces(rig: Rig, data: st.DataObject, stream: bytes) -> None:
     """Feed ``stream`` cut at random places, the clock moving on (sometimes past the timeout) between pieces."""
-    cuts = sorted(set(draw(st.lists(st.integers(0, len(stream)), max_size=8)))) + [len(stream)]
+    cuts = sorted(set(data.draw(st.lists(st.integers(0, len(stream)), max_size=8)))) + [len(stream)]
     start = 0
     for cut in cuts:
-        rig.feed(stream[start:cut], dt=draw(st.sampled_from([0.0, 0.05, 0.4, 1.1, 3.5])))
+        rig.feed(stream[start:cut], dt=data.draw(st.sampled_from([0.0, 0.05, 0.4, 1.1, 3.5])))
         start = cut
 
 
@@ -224,7 +223,7 @@ def test_fuzz_valid_streams_out_of_order_repeated_and_lost(data: st.DataObject) 
     with tempfile.TemporaryDirectory() as folder:
         rig = Rig(Path(folder))
         try:
-            feed_in_pieces(rig, data.draw, b"".join(frames))
+            feed_in_pieces(rig, data, b"".join(frames))
             stored = check_store(rig, story)
             if every_seq_sent:  # held events after a gap are committed once it is filled
                 assert stored == sorted(story)
@@ -236,11 +235,11 @@ def test_fuzz_valid_streams_out_of_order_repeated_and_lost(data: st.DataObject) 
 @given(data=st.data())
 def test_fuzz_mutated_streams(data: st.DataObject) -> None:
     story, frames, _ = data.draw(board_streams())
-    stream = mutate(data.draw, b"".join(frames))
+    stream = mutate(data, b"".join(frames))
     with tempfile.TemporaryDirectory() as folder:
         rig = Rig(Path(folder))
         try:
-            feed_in_pieces(rig, data.draw, stream)
+            feed_in_pieces(rig, data, stream)
             check_store(rig, story)
         finally:
             rig.close()
@@ -252,7 +251,7 @@ def test_fuzz_random_bytes(data: st.DataObject, noise: bytes) -> None:
     with tempfile.TemporaryDirectory() as folder:
         rig = Rig(Path(folder))
         try:
-            feed_in_pieces(rig, data.draw, noise)
+            feed_in_pieces(rig, data, noise)
             assert check_store(rig, {}) == []
         finally:
             rig.close()
@@ -312,3 +311,22 @@ def test_a_gap_that_is_never_filled_is_never_acknowledged(rig: Rig) -> None:
         rig.feed(event_wire(story[seq]))
     assert rig.board_seqs() == [1, 2]
     assert [fields[0] for fields, _ in rig.of_type(codec.ACK)] == [1, 2, 2, 2, 2, 2]
+
+
+def test_a_board_numbering_afresh_is_filed_apart_and_its_events_stored(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A replaced or erased board starts again at seq 1: nothing old is lost, nothing new is refused."""
+    written: list[bytes] = []
+    with EventStore(tmp_path / "events.db") as store:
+        link = BoardLink(store, "post-1", written.append)
+        for seq in range(1, 6):
+            link.feed(codec.encode(codec.EVENT, codec.pack_event(ev.Event(seq, 1, 0, ev.TAMPER, ev.NEW, 2))))
+        assert store.last_seq("post-1") == 5
+        hello = codec.pack(codec.HELLO, 77, 1, 1, 2, tail=codec.texts("0.2.0", "sim"))
+        link.feed(codec.encode(codec.HELLO, hello))
+        for seq in (1, 2):
+            link.feed(codec.encode(codec.EVENT, codec.pack_event(ev.Event(seq, 1, 0, ev.PANIC, ev.NEW, 1))))
+        fresh = [(e.seq, e.code) for e in store.events("post-1") if e.source == "board"]
+        assert fresh == [(1, ev.PANIC), (2, ev.PANIC)]
+        filed = {e.board for e in store.events() if e.board != "post-1"}
+        assert len(filed) == 1 and filed.pop().startswith("post-1~retired-")
+        assert store.count() == 7

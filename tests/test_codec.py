@@ -136,11 +136,6 @@ def test_a_payload_over_the_maximum_is_refused_naming_its_size() -> None:
         codec.encode(codec.RESULT, bytes(300))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="codec bug: the decoder buffers MAX_WIRE (131) bytes between delimiters, but MAX_WIRE counts the two "
-    "delimiters too, so bodies of 129 and 130 bytes (payloads of 123 and 124) that encode() refuses are accepted",
-)
 @pytest.mark.parametrize("size", [codec.MAX_PAYLOAD + 1, codec.MAX_PAYLOAD + 2])
 def test_the_decoder_refuses_a_payload_over_the_maximum(size: int) -> None:
     body = bytes((codec.VERSION, codec.COMMAND)) + b"\x01" * size
@@ -148,12 +143,6 @@ def test_the_decoder_refuses_a_payload_over_the_maximum(size: int) -> None:
     assert codec.Decoder().feed(wire) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=UnicodeDecodeError,
-    reason="codec bug: texts() cuts a value at 40 bytes of UTF-8, possibly inside a character; "
-    "untexts() of that tail raises UnicodeDecodeError (a HELLO the Pi refuses with ERR_BAD_PAYLOAD)",
-)
 def test_a_text_cut_at_40_bytes_stays_valid_utf8() -> None:
     value = "a" + "é" * 20  # 41 bytes: the cut at 40 falls inside the last "é"
     tail = codec.texts(value)

@@ -23,7 +23,8 @@ from alarmpost.events import Event
 VERSION = 1
 MAX_BODY = 128  # version + type + payload + CRC, before COBS
 MAX_PAYLOAD = MAX_BODY - 6
-MAX_WIRE = MAX_BODY + 3  # COBS adds one byte per 254, plus two delimiters
+MAX_ENCODED = MAX_BODY + 1  # COBS adds one byte per 254
+MAX_WIRE = MAX_ENCODED + 2  # and a delimiter on each side
 
 # Frame types
 HELLO = 0x01  # board -> Pi, at boot and when asked
@@ -136,7 +137,7 @@ class Decoder:
         frames = []
         for byte in data:
             if byte != 0:
-                if len(self._buffer) < MAX_WIRE:
+                if len(self._buffer) < MAX_ENCODED:
                     self._buffer.append(byte)
                 else:
                     self._overflow = True
@@ -153,7 +154,7 @@ class Decoder:
 
     def _frame(self, encoded):
         body = cobs_decode(encoded)
-        if body is None or len(body) < 6:
+        if body is None or not 6 <= len(body) <= MAX_BODY:
             self.garbage += 1
             return None
         (crc,) = struct.unpack("<I", body[-4:])
@@ -207,7 +208,10 @@ def texts(*values):
     """Length-prefixed texts (at most 40 bytes each) for a payload tail."""
     out = b""
     for value in values:
-        raw = value.encode()[:40]
+        raw = value.encode()
+        while len(raw) > 40:  # cut whole characters, never inside one
+            value = value[:-1]
+            raw = value.encode()
         out += bytes((len(raw),)) + raw
     return out
 
@@ -246,9 +250,13 @@ def error(reason, frame_type):
 
 
 def check_frame(frame):
-    """None if this end can handle ``frame``, else the ERROR frame to answer it with."""
+    """None if this end can handle ``frame``, else the ERROR frame to answer it with.
+
+    An ERROR of another version is answered with ``b""`` (drop it, say nothing):
+    two ends of different versions must not answer each other's errors forever.
+    """
     if frame.version != VERSION:
-        return error(ERR_VERSION, frame.type)
+        return b"" if frame.type == ERROR else error(ERR_VERSION, frame.type)
     if frame.type not in FIELDS:
         return error(ERR_UNKNOWN_TYPE, frame.type)
     return None

@@ -47,6 +47,7 @@ class Link:
         self.sent = 0  # highest sequence number sent since the last go-back
         self.errors_sent = 0
         self._recent = []
+        self._last_command = None  # (request, status, data) of the last command carried out
         self._last_heard = time.ticks_ms()
         self._progress_at = time.ticks_ms()
         self._wake = asyncio.ThreadSafeFlag()
@@ -74,8 +75,9 @@ class Link:
     def handle(self, frame):
         refusal = codec.check_frame(frame)
         if refusal is not None:
-            self._write(refusal)
-            self.errors_sent += 1
+            if refusal:
+                self._write(refusal)
+                self.errors_sent += 1
             return
         self._last_heard = time.ticks_ms()
         if self.up is not True:
@@ -100,11 +102,18 @@ class Link:
                 self.hello()
             self._acked(fields[3])
         elif kind == codec.COMMAND:
+            self._command(fields[0], fields[1], tail)
+
+    def _command(self, request, command, args):
+        """Carry out a command once; a resend of the same request gets the same result again."""
+        done = self._last_command
+        if done is None or done[0] != request:
             try:
-                status, data = self.post.command(fields[1], tail)
+                status, data = self.post.command(command, args)
             except Exception as exc:  # noqa: BLE001 - a failed command must not stop the link
                 status, data = codec.FAILED, repr(exc).encode()[: codec.MAX_PAYLOAD - 3]
-            self._write(codec.encode(codec.RESULT, codec.pack(codec.RESULT, fields[0], status, tail=data)))
+            done = self._last_command = (request, status, data)
+        self._write(codec.encode(codec.RESULT, codec.pack(codec.RESULT, request, done[1], tail=done[2])))
 
     def _acked(self, seq):
         """The Pi has stored every event up to ``seq``.
@@ -113,6 +122,9 @@ class Link:
         resend timer goes back to it; if it is more (the board restarted), sending
         resumes after it.
         """
+        if seq > self.post.seq:
+            self.hello()  # the Pi holds another board history under this post's name: it must start afresh
+            return
         now = time.ticks_ms()
         if seq != self.acked:
             self._progress_at = now

@@ -179,7 +179,10 @@ class Post:
 
         The handlers live in ``commands``, loaded for the command and dropped after.
         """
-        from alarmpost import commands, unload
+        from alarmpost import unload
+
+        gc.collect()  # room for the handlers (and the settings schema, for a config change)
+        from alarmpost import commands
 
         try:
             return commands.handle(self, command, args)

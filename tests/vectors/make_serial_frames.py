@@ -48,6 +48,7 @@ import struct
 import sys
 import zlib
 from pathlib import Path
+from typing import Any
 
 OUT = Path(__file__).with_name("serial_frames.json")
 
@@ -150,15 +151,22 @@ def texts(*values: str) -> bytes:
     return out
 
 
-def frame(name: str, kind: str, fields: list[int], direction: str, **extra: object) -> dict[str, object]:
-    if "texts" in extra:
-        tail = texts(*extra["texts"])  # type: ignore[misc]
-    else:
-        tail = bytes(extra.pop("tail_bytes", b""))  # type: ignore[arg-type]
+def frame(
+    name: str,
+    kind: str,
+    fields: list[int],
+    direction: str,
+    texts_: list[str] | None = None,
+    tail: bytes = b"",
+    event: list[int] | None = None,
+) -> dict[str, Any]:
+    """One frame vector; the tail is ``texts_`` as length-prefixed texts, or the raw ``tail``."""
+    if texts_ is not None:
+        tail = texts(*texts_)
     payload = struct.pack(LAYOUT[kind], *fields) + tail
     type_ = TYPES[kind]
     body = bytes([VERSION, type_]) + payload
-    vector: dict[str, object] = {
+    vector: dict[str, Any] = {
         "name": name,
         "kind": kind,
         "type": type_,
@@ -167,17 +175,22 @@ def frame(name: str, kind: str, fields: list[int], direction: str, **extra: obje
         "fields": fields,
         "tail": tail.hex(),
     }
-    vector.update(extra)
+    if texts_ is not None:
+        vector["texts"] = texts_
+    if event is not None:
+        vector["event"] = event
     vector.update(payload=payload.hex(), body=body.hex(), crc=crc(body).hex(), wire=wire(type_, payload).hex())
     return vector
 
 
-def event_frame(name: str, seq: int, boot: int, uptime_ms: int, code: int, qualifier: int, zone: int, value: int):
+def event_frame(
+    name: str, seq: int, boot: int, uptime_ms: int, code: int, qualifier: int, zone: int, value: int
+) -> dict[str, Any]:
     fields = [seq, uptime_ms, boot, code, qualifier, zone, value]  # wire order
     return frame(name, "EVENT", fields, "board -> Pi", event=[seq, boot, uptime_ms, code, qualifier, zone, value])
 
 
-def build_frames() -> list[dict[str, object]]:
+def build_frames() -> list[dict[str, Any]]:
     status = b'{"state": "alarm", "siren": true, "faults": 0, "seq": 42, "boot": 3, "supply_cv": 1372}'
     return [
         frame(
@@ -185,15 +198,15 @@ def build_frames() -> list[dict[str, object]]:
             "HELLO",
             [0x9E3779B9, 3, 1, 42],
             "board -> Pi",
-            texts=["0.2.0", "rpi_pico"],
+            texts_=["0.2.0", "rpi_pico"],
         ),
-        frame("hello, empty journal, empty texts", "HELLO", [1, 1, 0, 0], "board -> Pi", texts=["", ""]),
+        frame("hello, empty journal, empty texts", "HELLO", [1, 1, 0, 0], "board -> Pi", texts_=["", ""]),
         frame(
             "hello, non-ASCII board name",
             "HELLO",
             [0xFFFFFFFF, 65535, 4294967295, 4294967295],
             "board -> Pi",
-            texts=["0.2.0", "校门-1"],
+            texts_=["0.2.0", "校门-1"],
         ),
         frame("hello ack", "HELLO_ACK", [41, 1000], "Pi -> board"),
         frame("hello ack, nothing stored", "HELLO_ACK", [0, 100], "Pi -> board"),
@@ -205,15 +218,15 @@ def build_frames() -> list[dict[str, object]]:
         frame("heartbeat from the board, alarm latched, one fault", "HEARTBEAT", [0, 1, 1, 42], "board -> Pi"),
         frame("heartbeat from the Pi that wants a hello", "HEARTBEAT", [1, 0, 0, 0], "Pi -> board"),
         frame("command: reset", "COMMAND", [1, 3], "Pi -> board"),
-        frame("command: config set", "COMMAND", [65535, 7], "Pi -> board", tail_bytes=b"siren_cutoff_s=300"),
+        frame("command: config set", "COMMAND", [65535, 7], "Pi -> board", tail=b"siren_cutoff_s=300"),
         frame(
             "command with the largest payload",
             "COMMAND",
             [513, 7],
             "Pi -> board",
-            tail_bytes=b"x=" + b"\x00\xff" * 58 + b"1",
+            tail=b"x=" + b"\x00\xff" * 58 + b"1",
         ),
-        frame("result: status", "RESULT", [1, 0], "board -> Pi", tail_bytes=status),
+        frame("result: status", "RESULT", [1, 0], "board -> Pi", tail=status),
         frame("result: unknown command", "RESULT", [2, 3], "board -> Pi"),
         frame("error: unknown type", "ERROR", [1, 0x55, 1], "either way"),
         frame("error: bad version", "ERROR", [2, 0x05, 1], "either way"),
@@ -221,7 +234,7 @@ def build_frames() -> list[dict[str, object]]:
     ]
 
 
-def build_refusals() -> list[dict[str, object]]:
+def build_refusals() -> list[dict[str, Any]]:
     def error(reason: int, type_: int) -> str:
         return wire(TYPES["ERROR"], struct.pack("<BBB", reason, type_, VERSION)).hex()
 
@@ -248,7 +261,7 @@ def build_refusals() -> list[dict[str, object]]:
     ]
 
 
-def build_bad_payloads() -> list[dict[str, object]]:
+def build_bad_payloads() -> list[dict[str, Any]]:
     bad = []
     for kind, fmt in LAYOUT.items():
         size = struct.calcsize(fmt)
@@ -263,7 +276,7 @@ def nonzero(count: int, start: int = 1) -> bytes:
     return bytes((start - 1 + i) % 255 + 1 for i in range(count))
 
 
-def build_cobs() -> list[dict[str, object]]:
+def build_cobs() -> list[dict[str, Any]]:
     cases = [
         ("empty", b""),
         ("one zero", b"\x00"),
@@ -286,7 +299,7 @@ def build_cobs() -> list[dict[str, object]]:
     return out
 
 
-def build_cobs_decode_only() -> list[dict[str, object]]:
+def build_cobs_decode_only() -> list[dict[str, Any]]:
     return [
         # the shorter encoding other COBS implementations write for exactly 254 non-zero bytes
         {
@@ -300,7 +313,7 @@ def build_cobs_decode_only() -> list[dict[str, object]]:
     ]
 
 
-def build_streams() -> list[dict[str, object]]:
+def build_streams() -> list[dict[str, Any]]:
     hb = struct.pack("<BBBI", 0, 0, 0, 7)
     ev1 = struct.pack("<IIHHBBH", 1, 1500, 1, 305, 1, 0, 1)
     ev2 = struct.pack("<IIHHBBH", 2, 2400, 1, 120, 1, 1, 1)
@@ -317,7 +330,7 @@ def build_streams() -> list[dict[str, object]]:
     bad_crc[6] ^= 0x10  # a bit error inside the frame: the CRC fails, COBS still parses
     bad_crc_b = bytes(bad_crc)
 
-    def f(type_: int, payload: bytes, version: int = VERSION) -> dict[str, object]:
+    def f(type_: int, payload: bytes, version: int = VERSION) -> dict[str, Any]:
         return {"version": version, "type": type_, "payload": payload.hex()}
 
     ev, hbt = TYPES["EVENT"], TYPES["HEARTBEAT"]
@@ -371,7 +384,7 @@ def build_streams() -> list[dict[str, object]]:
     return [{"name": name, "stream": data.hex(), "frames": frames} for name, data, frames in streams]
 
 
-def build() -> dict[str, object]:
+def build() -> dict[str, Any]:
     constants: dict[str, int] = {"VERSION": VERSION, "MAX_BODY": MAX_BODY, "MAX_PAYLOAD": MAX_PAYLOAD}
     for table in (TYPES, COMMANDS, STATUSES, REASONS, FLAGS):
         constants.update(table)
