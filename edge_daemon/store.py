@@ -73,7 +73,7 @@ CREATE TABLE state (
 );
 """
 
-_COLUMNS = "id, board, boot, seq, code, qualifier, zone, value, uptime_ms, received_at, source, uplinked_at"
+COLUMNS = "id, board, boot, seq, code, qualifier, zone, value, uptime_ms, received_at, source, uplinked_at"
 
 
 class StoreError(RuntimeError):
@@ -218,9 +218,9 @@ class EventStore:
     def events(self, board: str | None = None) -> list[StoredEvent]:
         """Every stored event (of ``board`` when given), in the order they were stored."""
         if board is None:
-            rows = self._db.execute(f"SELECT {_COLUMNS} FROM events ORDER BY id")
+            rows = self._db.execute(f"SELECT {COLUMNS} FROM events ORDER BY id")
         else:
-            rows = self._db.execute(f"SELECT {_COLUMNS} FROM events WHERE board = ? ORDER BY id", (board,))
+            rows = self._db.execute(f"SELECT {COLUMNS} FROM events WHERE board = ? ORDER BY id", (board,))
         return [StoredEvent(*row) for row in rows]
 
     def count(self, board: str | None = None) -> int:
@@ -236,7 +236,7 @@ class EventStore:
         if limit < 1:
             raise ValueError(f"limit: {limit} is below the minimum 1")
         rows = self._db.execute(
-            f"SELECT {_COLUMNS} FROM events WHERE uplinked_at IS NULL ORDER BY id LIMIT ?", (limit,)
+            f"SELECT {COLUMNS} FROM events WHERE uplinked_at IS NULL ORDER BY id LIMIT ?", (limit,)
         )
         return [StoredEvent(*row) for row in rows]
 

@@ -92,6 +92,7 @@ from alarmpost.patterns import LATCHED
 from edge_daemon import logs
 from edge_daemon.config import Config, check_data
 from edge_daemon.service import Daemon
+from edge_daemon.store import COLUMNS, StoredEvent
 from hw_sim.bench import OUTPUTS, Bench, BenchError, Logged
 from hw_sim.boards import SettingsError
 from hw_sim.paths import MissingTool
@@ -239,31 +240,17 @@ def first_line(exc: BaseException) -> str:
 # -- the Raspberry Pi beside the board ---------------------------------------------------
 
 
-@dataclass(frozen=True)
-class StoredRow:
-    """One event in the Pi's store, as the console reads it."""
-
-    id: int
-    source: str  # "board", or "daemon" for the daemon's own (link, alarm line)
-    boot: int
-    seq: int
-    code: int
-    qualifier: int
-    zone: int
-    value: int
-    uptime_ms: int
-    received_at: float
-
-    def what(self) -> str:
-        event = ev.Event(self.seq, self.boot, self.uptime_ms, self.code, self.qualifier, self.zone, self.value)
-        extra = detail(event)
-        return str(describe(event)) + (f" ({extra})" if extra else "")
-
-    def row(self) -> str:
-        return f"{self.id:>5} {self.source:<6} {self.boot:>5} {self.seq:>5} {self.code:>5}  {self.what()}"
+def stored_what(row: StoredEvent) -> str:
+    """An event in the Pi's store, in words."""
+    event = ev.Event(row.seq, row.boot, row.uptime_ms, row.code, row.qualifier, row.zone, row.value)
+    extra = detail(event)
+    return str(describe(event)) + (f" ({extra})" if extra else "")
 
 
-STORE_COLUMNS = "id, source, boot, seq, code, qualifier, zone, value, uptime_ms, received_at"
+def stored_row(row: StoredEvent) -> str:
+    return f"{row.id:>5} {row.source:<6} {row.boot:>5} {row.seq:>5} {row.code:>5}  {stored_what(row)}"
+
+
 STORE_HEADER = "   id from    boot   seq  code  event"
 
 
@@ -290,7 +277,7 @@ class Pi:
         self.failure: str | None = None  # why the latest daemon stopped on its own, or did not start
         self.last_command = "nothing yet"
         self._asked_to_stop = False
-        self.stored: list[StoredRow] = []  # every event in the store, in the order it was stored
+        self.stored: list[StoredEvent] = []  # every event in the store, in the order it was stored
         self._reader: sqlite3.Connection | None = None
         self._log: logging.Handler | None = None
 
@@ -431,13 +418,13 @@ class Pi:
         last = self.stored[-1].id if self.stored else 0
         try:
             rows = self._reader.execute(
-                f"SELECT {STORE_COLUMNS} FROM events WHERE id > ? ORDER BY id", (last,)
+                f"SELECT {COLUMNS} FROM events WHERE id > ? ORDER BY id", (last,)
             ).fetchall()
         except sqlite3.Error:  # not created yet, or busy: next poll
             self._reader.close()
             self._reader = None
             return
-        self.stored += [StoredRow(*row) for row in rows]
+        self.stored += [StoredEvent(*row) for row in rows]
 
     def link_text(self) -> str:
         daemon = self.daemon
@@ -744,7 +731,7 @@ def _events(sim: Sim, rows: int) -> list[Row]:
 def _store(pi: Pi, rows: int) -> list[Row]:
     recent = pi.stored[-rows:] if rows > 0 else []
     lines: list[Row] = [[("title", f"{STORE_HEADER:<52}in the Pi's store: {len(pi.stored)}")]]
-    lines += [[("", row.row())] for row in recent]
+    lines += [[("", stored_row(row))] for row in recent]
     return lines if recent else lines + [[("dim", "      (none yet)")]]
 
 
@@ -892,10 +879,10 @@ class Log:
             self.line(text, at)
 
     @staticmethod
-    def _stored_line(row: StoredRow, count: int) -> str:
+    def _stored_line(row: StoredEvent, count: int) -> str:
         return (
             f"pi stored #{row.id} ({count} in the store): {row.source} boot {row.boot} seq {row.seq},"
-            f" {row.code} {row.what()}"
+            f" {row.code} {stored_what(row)}"
         )
 
     def _fact_changes(self, now: float) -> list[tuple[float, str]]:
