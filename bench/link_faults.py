@@ -24,14 +24,11 @@ from __future__ import annotations
 import argparse
 import json
 import sqlite3
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from tests.linkbench import PiProcess, linked_bench, toggle_tamper  # noqa: E402
+from hw_sim.linked import PiProcess, linked_bench, toggle_tamper
 
 RATE = 20  # events a second: a storm far beyond a real post, which sees a few an hour
 

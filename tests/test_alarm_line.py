@@ -19,10 +19,10 @@ from alarmpost import events as ev
 from edge_daemon.config import check_data
 from edge_daemon.service import Daemon
 from hw_sim.bench import Bench
+from hw_sim.linked import linked_bench
 from hw_sim.pi_wiring import HARD_RESET, PiWiring
 
 from .conftest import require
-from .linkbench import linked_bench
 
 
 class DaemonThread:

@@ -12,10 +12,10 @@ import pytest
 from alarmpost import codec, patterns
 from alarmpost import events as ev
 from hw_sim.bench import Bench
+from hw_sim.linked import linked_bench
 from hw_sim.pi_wiring import PiWiring
 
 from .conftest import require
-from .linkbench import linked_bench
 from .test_alarm_line import DaemonThread
 
 

@@ -11,9 +11,9 @@ import pytest
 from alarmpost import codec
 from alarmpost import events as ev
 from hw_sim.bench import Bench
+from hw_sim.linked import PiProcess, linked_bench, toggle_tamper
 
 from .conftest import require
-from .linkbench import PiProcess, linked_bench, toggle_tamper
 
 
 @pytest.fixture

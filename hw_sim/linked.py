@@ -1,5 +1,7 @@
 """A board on the bench linked to a real edge daemon process over the bench's UART wire.
 
+Used by the link tests and ``bench/link_faults.py``.
+
 The daemon runs as ``python -m edge_daemon`` (so it can be killed for real) with
 its store in a SQLite file that the test reads with its own connection.  The
 daemon is a separate process, so its store is polled; everything on the board
