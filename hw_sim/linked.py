@@ -39,14 +39,15 @@ class PiProcess:
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
 
-    def start(self) -> None:
+    def start(self, **env: str) -> None:
+        """Start the daemon; ``env`` adds environment variables (e.g. ``NOTIFY_SOCKET``)."""
         self.starts += 1
         log = open(self.folder / f"daemon{self.starts}.log", "wb")  # noqa: SIM115 - kept for the process's life
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "edge_daemon", "--config", str(self.config)],
             stdout=log,
             stderr=subprocess.STDOUT,
-            env=dict(os.environ, PYTHONUNBUFFERED="1"),
+            env=dict(os.environ, PYTHONUNBUFFERED="1", **env),
         )
 
     def kill(self) -> None:

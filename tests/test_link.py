@@ -142,3 +142,30 @@ def test_bad_daemon_config_refuses_to_start_naming_the_key(tmp_path: Path) -> No
     assert result.returncode == 2
     assert "serial.baud: 12345 is not a standard baud rate" in result.stderr
     assert "link.heartbeat_s" in result.stderr
+
+
+def test_daemon_tells_systemd_ready_feeds_the_watchdog_and_stops_cleanly(tmp_path: Path) -> None:
+    import socket
+
+    require("micropython")
+    bench = linked_bench(tmp_path)
+    assert bench.wire is not None
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(tmp_path / "notify"))
+    notify.settimeout(10)
+    pi = PiProcess(bench.wire.path, tmp_path)
+    try:
+        pi.start(NOTIFY_SOCKET=str(tmp_path / "notify"), WATCHDOG_USEC="400000")
+        seen = [notify.recv(256).decode() for _ in range(3)]
+        assert seen[0] == "READY=1"
+        assert "WATCHDOG=1" in seen[1:]
+        toggle_tamper(bench, 2)
+        assert_exactly_once(bench, pi)
+        assert pi.stop() == 0  # SIGTERM: a clean stop
+        messages = []
+        while "STOPPING=1" not in messages:
+            messages.append(notify.recv(256).decode())
+    finally:
+        notify.close()
+        pi.stop()
+        bench.stop()
