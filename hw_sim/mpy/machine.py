@@ -62,10 +62,7 @@ def _handle(line):
         _set_input(int(pin), int(level))
     elif kind == b"E":
         _, pin, steps = line.split()
-        edges = [(int(at), int(level)) for at, level in (step.split(b":") for step in steps.split(b","))]
-        _set_input(int(pin), edges[0][1])
-        if len(edges) > 1:
-            asyncio.create_task(_play_edges(int(pin), edges, time.ticks_us()))
+        _plan_edges(int(pin), [(int(at), int(level)) for at, level in (s.split(b":") for s in steps.split(b","))])
     elif kind == b"A":
         _, pin, value = line.split()
         _adc[int(pin)] = int(value)
@@ -82,21 +79,53 @@ def _handle(line):
             pass
 
 
-async def _play_edges(pin, edges, start):
-    """Apply timed edges on the board's own clock, so host scheduling cannot stretch a pulse.
+_plans = {}  # pin -> (plan number, [(ticks_us, level), ...]): edges still being played
+_plan_count = 0
 
-    Gaps of a millisecond or more yield to the firmware's tasks in time order;
-    shorter ones (contact bounce) are waited out on the spot, as a burst of
-    interrupts would keep the CPU.
+
+def _plan_edges(pin, edges):
+    """Timed edges from the bench, on the board's clock from now.
+
+    The pin's *level* follows the plan's times exactly (``_level_now``), as a
+    wire's does, however late the loop runs; the interrupts are delivered by a
+    task, late if the loop is busy, as a real CPU's can be.  A new plan for the
+    pin replaces one still playing.
     """
-    for at, level in edges[1:]:
-        wait = time.ticks_diff(time.ticks_add(start, at), time.ticks_us())
+    global _plan_count
+    start = time.ticks_us()
+    _plan_count += 1
+    plan = [(time.ticks_add(start, at), level) for at, level in edges]
+    _plans[pin] = (_plan_count, plan)
+    _set_input(pin, plan[0][1])
+    if len(plan) > 1:
+        asyncio.create_task(_play_edges(pin, _plan_count, plan))
+    else:
+        del _plans[pin]
+
+
+async def _play_edges(pin, number, plan):
+    for due, level in plan[1:]:
+        wait = time.ticks_diff(due, time.ticks_us())
         if wait >= 1000:
             await asyncio.sleep_ms(wait // 1000)
-            wait = time.ticks_diff(time.ticks_add(start, at), time.ticks_us())
+            wait = time.ticks_diff(due, time.ticks_us())
         if wait > 0:
-            time.sleep_us(wait)
+            time.sleep_us(wait)  # bounce gaps: a burst of interrupts keeps the CPU
+        if _plans.get(pin, (None,))[0] != number:
+            return  # a newer plan took over the pin
         _set_input(pin, level)
+    del _plans[pin]
+
+
+def _level_now(pin):
+    level = _levels.get(pin, 0)
+    plan = _plans.get(pin)
+    if plan is not None:
+        now = time.ticks_us()
+        for due, planned in plan[1]:
+            if time.ticks_diff(now, due) >= 0:
+                level = planned
+    return level
 
 
 def _set_input(pin, level):
@@ -208,7 +237,7 @@ class Pin:
 
     def value(self, level=None):
         if level is None:
-            return _levels.get(self.id, 0)
+            return _level_now(self.id) if self._mode == self.IN else _levels.get(self.id, 0)
         level = 1 if level else 0
         if self._mode != self.IN and _levels.get(self.id) != level:
             _levels[self.id] = level
