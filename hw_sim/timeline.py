@@ -71,15 +71,3 @@ class Timeline:
     def on_since(self, device: str, t: float) -> float | None:
         """``t`` if ``device`` was already on then, else when it first turned on after ``t``."""
         return t if self.on_at(device, t) else self.first(device, True, after=t)
-
-    def toggles(self, device: str, after: float = 0.0, before: float = float("inf")) -> int:
-        """How many times ``device`` switched on in [after, before)."""
-        count = 0
-        was = None
-        for c in self.changes(device):
-            if c.t >= before:
-                break
-            if c.t >= after and c.on and was is not True:
-                count += 1
-            was = c.on
-        return count

@@ -43,7 +43,8 @@ class Supervisor:
         return True
 
     async def run(self):
-        while True:
-            if self.healthy():
-                self.wdt.feed()
+        while self.healthy():
+            self.wdt.feed()
             await asyncio.sleep_ms(self.timeout_ms // 4)
+        # once unhealthy, never feed again: the watchdog resets the board
+        print("TR watchdog: %s stopped, the board resets" % self.failed)
