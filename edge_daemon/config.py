@@ -12,7 +12,7 @@ once, each named by its dotted path (``serial.baud``, ``link.timeout_s``).
 ...     parse_config('[serial]\\nport = "/dev/serial0"\\nbaud = 12345\\n[sirial]', "edge.toml")
 ... except ConfigError as exc:
 ...     print(*exc.errors, sep="\\n")
-sirial: unknown section (known: serial, store, link, gpio, log, board)
+sirial: unknown section (known: serial, store, link, gpio, log, board, uplink)
 serial.baud: 12345 is not a standard baud rate (9600, 19200, 38400, 57600, 115200, 230400, 460800, 921600)
 
 Check a file from the shell (prints ``FILE: ok``, or the errors and exits 1)::
@@ -113,6 +113,36 @@ class BoardConfig:
 
 
 @dataclass(frozen=True)
+class UplinkConfig:
+    """The MQTT uplink to the monitoring centre (off unless ``enabled``).
+
+    Empty ``username`` means ``{site}/{post}`` and empty ``client_id`` means
+    ``alarmpost-{site}-{post}``, the post being ``board.name``.  Empty ``ca_file``
+    trusts the system's certificate authorities.
+    """
+
+    enabled: bool = False
+    host: str = "localhost"
+    port: int = 8883
+    site: str = "site-1"
+    tls: bool = True
+    ca_file: str = ""
+    cert_file: str = ""
+    key_file: str = ""
+    username: str = ""
+    password_file: str = ""
+    client_id: str = ""
+    command_key_file: str = ""
+    keepalive_s: int = 30
+    reconnect_min_s: float = 0.5
+    reconnect_max_s: float = 30.0
+    window: int = 32
+    health_s: float = 60.0
+    homeassistant: bool = False
+    discovery_prefix: str = "homeassistant"
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole checked config; build it with :func:`load_config` or :func:`parse_config`."""
 
@@ -122,6 +152,7 @@ class Config:
     gpio: GpioConfig = field(default_factory=GpioConfig)
     log: LogConfig = field(default_factory=LogConfig)
     board: BoardConfig = field(default_factory=BoardConfig)
+    uplink: UplinkConfig = field(default_factory=UplinkConfig)
 
 
 # A check takes a TOML value and returns (checked value, None) or (None, what is wrong).
@@ -216,6 +247,24 @@ def _board_name(value: Any) -> tuple[Any, str | None]:
     return value, None
 
 
+def _optional_text(value: Any) -> tuple[Any, str | None]:
+    if isinstance(value, str) and value == "":
+        return value, None
+    return _text(value)
+
+
+def _topic_word(value: Any) -> tuple[Any, str | None]:
+    if not isinstance(value, str) or not BOARD_NAME.fullmatch(value):
+        return None, f"{_show(value)} must be 1-64 characters of A-Z a-z 0-9 . _ - (it is part of MQTT topics)"
+    return value, None
+
+
+def _host(value: Any) -> tuple[Any, str | None]:
+    if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z0-9.:_-]{1,253}", value):
+        return None, f"{_show(value)} is not a host name or IP address"
+    return value, None
+
+
 # Each section: its dataclass and a check per key.  Defaults come from the dataclasses.
 SECTIONS: dict[str, tuple[type[Any], dict[str, Check]]] = {
     "serial": (SerialConfig, {"port": _text, "baud": _baud}),
@@ -237,6 +286,30 @@ SECTIONS: dict[str, tuple[type[Any], dict[str, Check]]] = {
     ),
     "log": (LogConfig, {"level": _choice(LOG_LEVELS), "format": _choice(LOG_FORMATS)}),
     "board": (BoardConfig, {"name": _board_name}),
+    "uplink": (
+        UplinkConfig,
+        {
+            "enabled": _boolean,
+            "host": _host,
+            "port": _integer(1, 65535),
+            "site": _topic_word,
+            "tls": _boolean,
+            "ca_file": _optional_text,
+            "cert_file": _optional_text,
+            "key_file": _optional_text,
+            "username": _optional_text,
+            "password_file": _optional_text,
+            "client_id": _optional_text,
+            "command_key_file": _optional_text,
+            "keepalive_s": _integer(5, 600),
+            "reconnect_min_s": _number(0.1, 60.0),
+            "reconnect_max_s": _number(1.0, 3600.0),
+            "window": _integer(1, 1000),
+            "health_s": _number(1.0, 3600.0),
+            "homeassistant": _boolean,
+            "discovery_prefix": _topic_word,
+        },
+    ),
 }
 
 
@@ -280,9 +353,38 @@ def _cross_checks(sections: dict[str, Any], errors: list[str]) -> None:
             errors.append(
                 f"link.ack_timeout_s: must be less than link.timeout_s ({link.ack_timeout_s:g} >= {link.timeout_s:g})"
             )
+    uplink: UplinkConfig | None = sections.get("uplink")
+    if uplink is not None and uplink.enabled:
+        _uplink_checks(uplink, errors)
     gpio: GpioConfig | None = sections.get("gpio")
     if gpio is not None and gpio.alarm_line_pin == gpio.board_reset_pin:
         errors.append(f"gpio.board_reset_pin: {gpio.board_reset_pin} is also gpio.alarm_line_pin")
+
+
+def _uplink_checks(uplink: UplinkConfig, errors: list[str]) -> None:
+    """The uplink's files must be there and usable before the daemon starts, not at the first alarm."""
+    from edge_daemon.auth import KeyFileError, load_key
+
+    if uplink.reconnect_min_s > uplink.reconnect_max_s:
+        errors.append(
+            f"uplink.reconnect_max_s: must be at least uplink.reconnect_min_s"
+            f" ({uplink.reconnect_max_s:g} < {uplink.reconnect_min_s:g})"
+        )
+    if not uplink.command_key_file:
+        errors.append("uplink.command_key_file: required when the uplink is enabled (commands must be signed)")
+    else:
+        try:
+            load_key(uplink.command_key_file)
+        except KeyFileError as exc:
+            errors.append(f"uplink.command_key_file: {exc}")
+    if bool(uplink.cert_file) != bool(uplink.key_file):
+        errors.append("uplink.key_file: a client certificate needs both uplink.cert_file and uplink.key_file")
+    if not uplink.tls and (uplink.ca_file or uplink.cert_file):
+        errors.append("uplink.tls: false, but certificate files are given (set tls = true to use them)")
+    for name in ("ca_file", "cert_file", "key_file", "password_file"):
+        path = getattr(uplink, name)
+        if path and not Path(path).is_file():
+            errors.append(f"uplink.{name}: {_show(path)} is not a readable file")
 
 
 def check_data(data: dict[str, Any], source: str = "config") -> Config:

@@ -42,6 +42,18 @@ class BoardInfo:
     board: str
 
 
+@dataclass(frozen=True)
+class BoardState:
+    """What the board's latest heartbeat said."""
+
+    alarm: str  # codec.STATES, or "state N" for a state this daemon does not know
+    faults: int
+    seq: int
+    siren: bool
+    strobe: bool
+    testing: bool
+
+
 @dataclass
 class LinkCounters:
     stored: int = 0
@@ -74,7 +86,7 @@ class BoardLink:
         self.decoder = codec.Decoder()
         self.expected = store.last_seq(board) + 1
         self.info: BoardInfo | None = None
-        self.board_state: tuple[str, int, int] | None = None  # (alarm state, faults, last seq)
+        self.board_state: BoardState | None = None
         self.up: bool | None = None
         self.counters = LinkCounters()
         self._own_seq = store.last_seq(board, source="daemon")
@@ -121,9 +133,16 @@ class BoardLink:
         if kind == codec.HELLO:
             self._hello(BoardInfo(*fields, *codec.untexts(tail, 2)))
         elif kind == codec.HEARTBEAT:
-            _, state, faults, seq = fields
+            flags, state, faults, seq = fields
             name = codec.STATES[state] if state < len(codec.STATES) else f"state {state}"
-            self.board_state = (name, faults, seq)
+            self.board_state = BoardState(
+                name,
+                faults,
+                seq,
+                bool(flags & codec.HB_SIREN),
+                bool(flags & codec.HB_STROBE),
+                bool(flags & codec.HB_TESTING),
+            )
         elif kind == codec.RESULT:
             request, status = fields
             future = self._requests.pop(request, None)

@@ -15,15 +15,29 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import time
+from dataclasses import asdict
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 from typing import Any
 
 import serial
 
+from alarmpost import codec
 from alarmpost import events as ev
-from edge_daemon import sdnotify
+from edge_daemon import contract, sdnotify
+from edge_daemon.auth import load_key
+from edge_daemon.commands import CommandDesk
 from edge_daemon.config import Config
+from edge_daemon.contract import Topics
 from edge_daemon.link import BoardLink
 from edge_daemon.store import EventStore
+from edge_daemon.uplink import Uplink
+
+try:
+    DAEMON_VERSION = version("alarmpost")
+except PackageNotFoundError:  # run from a source tree that was not installed
+    DAEMON_VERSION = "0+unknown"
 
 log = logging.getLogger("edge_daemon")
 
@@ -49,6 +63,77 @@ class Daemon:
         self.board_reset: Any = None
         self._pin_factory = pin_factory
         self.stopping = asyncio.Event()
+        self.uplink: Uplink | None = None
+        self.desk: CommandDesk | None = None
+        if config.uplink.enabled:
+            self._make_uplink(config)
+
+    def _make_uplink(self, config: Config) -> None:
+        settings = config.uplink
+        topics = Topics(settings.site, config.board.name)
+        password = Path(settings.password_file).read_text().strip() if settings.password_file else None
+        self.uplink = Uplink(
+            settings, topics, self.store, self.post_state, password, lambda: asdict(self.link.counters)
+        )
+        self.desk = CommandDesk(load_key(settings.command_key_file), self.store, self.link, topics)
+        self.desk.local["replay"] = self._replay
+        self.uplink.on_command = self.desk.handle
+        if settings.homeassistant:
+            from edge_daemon.homeassistant import Discovery
+
+            discovery = Discovery(self.uplink, settings.discovery_prefix, DAEMON_VERSION)
+            self.uplink.extra_on_connect.append(discovery.announce)
+            self.uplink.on_request = self.desk.handle_unsigned
+
+    async def _replay(self, args: dict[str, Any]) -> tuple[str, str, Any]:
+        assert self.uplink is not None
+        if not self.uplink.connected:
+            return "failed", "not connected to the broker", None
+        sent = self.uplink.replay(args["from"], min(args.get("count", 1000), 1000))
+        return "ok", f"{sent} events sent again", {"sent": sent}
+
+    def post_state(self) -> dict[str, Any]:
+        """The post's state as the centre sees it (the ``state`` payload)."""
+        link, board = self.link, self.link.board_state
+        line = self._alarm_line_level()
+        up = link.up is True
+        outputs: dict[str, bool | None]
+        if up and board is not None:
+            alarm = board.alarm if board.alarm in contract.ALARM_STATES else "unknown"
+            outputs = {"siren": board.siren, "strobe": board.strobe, "testing": board.testing}
+        else:
+            alarm = "alarm" if line else "unknown"  # the hard-wired line still tells a latched alarm
+            outputs = {"siren": None, "strobe": None, "testing": None}
+        info = link.info
+        backlog, _ = self.store.backlog()
+        return {
+            "alarm": alarm,
+            "alarm_line": line,
+            "outputs": outputs,
+            "faults": board.faults if up and board is not None else None,
+            "link": "unknown" if link.up is None else ("up" if up else "down"),
+            "board": {
+                "name": info.board if info else None,
+                "boot": info.boot if info else None,
+                "seq": board.seq if board else None,
+            },
+            "versions": {
+                "api": contract.API,
+                "daemon": DAEMON_VERSION,
+                "firmware": info.firmware if info else None,
+                "protocol": codec.VERSION,
+            },
+            "events": {"store": self.store.store_id, "last_n": self.store.last_id(), "backlog": backlog},
+            "updated_at": contract.iso_time(time.time()),
+        }
+
+    def _alarm_line_level(self) -> bool | None:
+        if self.alarm_line is None:
+            return None
+        try:
+            return bool(self.alarm_line.active)
+        except Exception:  # closed while stopping
+            return None
 
     def _read_port(self) -> None:
         try:
@@ -58,10 +143,14 @@ class Daemon:
             self.stopping.set()
             return
         self.link.feed(data)
+        if self.uplink is not None:
+            self.uplink.tick()
 
     def _alarm_line_changed(self, active: bool) -> None:
         log.warning("alarm line " + ("active" if active else "clear"), extra={"board": self.config.board.name})
         self.link.own_event(ev.PANIC, ev.NEW if active else ev.RESTORE, ev.ZONE_ALARM_LINE)
+        if self.uplink is not None:
+            self.uplink.tick()
 
     def _start_gpio(self, loop: asyncio.AbstractEventLoop) -> None:
         gpio = self.config.gpio
@@ -90,6 +179,8 @@ class Daemon:
         loop = asyncio.get_running_loop()
         loop.add_reader(self.port.fileno(), self._read_port)
         self._start_gpio(loop)
+        if self.uplink is not None:
+            self.uplink.start()
         sdnotify.ready()
         watchdog = sdnotify.watchdog_interval()
         next_feed = loop.time()
@@ -97,6 +188,8 @@ class Daemon:
         try:
             while not self.stopping.is_set():
                 self.link.tick()
+                if self.uplink is not None:
+                    self.uplink.tick()
                 if watchdog is not None and loop.time() >= next_feed:
                     sdnotify.watchdog()
                     next_feed = loop.time() + watchdog
@@ -107,6 +200,8 @@ class Daemon:
         finally:
             sdnotify.stopping()
             loop.remove_reader(self.port.fileno())
+            if self.uplink is not None:
+                await self.uplink.stop()
             self.close()
 
     def close(self) -> None:

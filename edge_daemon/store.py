@@ -41,12 +41,13 @@ from __future__ import annotations
 
 import sqlite3
 import time
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE events (
@@ -73,7 +74,28 @@ CREATE TABLE state (
 );
 """
 
-COLUMNS = "id, board, boot, seq, code, qualifier, zone, value, uptime_ms, received_at, source, uplinked_at"
+# Version 2: the uplink to the centre.  Each event gets a unique id the centre deduplicates on;
+# the audit of commands is an outbox of its own; nonces of accepted commands are kept so that
+# a command cannot be replayed, even across a restart.
+_MIGRATE_TO_2 = """
+ALTER TABLE events ADD COLUMN uid TEXT;
+CREATE UNIQUE INDEX events_by_uid ON events (uid);
+CREATE TABLE audit (
+    id INTEGER PRIMARY KEY,
+    uid TEXT NOT NULL UNIQUE,
+    at REAL NOT NULL,
+    body TEXT NOT NULL,
+    uplinked_at REAL
+);
+CREATE INDEX audit_pending ON audit (id) WHERE uplinked_at IS NULL;
+CREATE TABLE nonces (
+    nonce TEXT PRIMARY KEY,
+    ts REAL NOT NULL
+);
+"""
+
+COLUMNS = "id, board, boot, seq, code, qualifier, zone, value, uptime_ms, received_at, source, uplinked_at, uid"
+OUTBOXES = ("events", "audit")  # tables whose rows wait for the centre (uplinked_at IS NULL)
 
 
 class StoreError(RuntimeError):
@@ -99,6 +121,18 @@ class StoredEvent:
     uptime_ms: int
     received_at: float
     source: str
+    uplinked_at: float | None
+    uid: str
+
+
+@dataclass(frozen=True)
+class AuditRecord:
+    """One row of the ``audit`` table: a command received and its outcome (``body``, JSON text)."""
+
+    id: int
+    uid: str
+    at: float
+    body: str
     uplinked_at: float | None
 
 
@@ -139,11 +173,12 @@ class EventStore:
         try:
             version = self._db.execute("PRAGMA user_version").fetchone()[0]
             if version == 0:
-                for statement in _SCHEMA.split(";"):
-                    if statement.strip():
-                        self._db.execute(statement)
-                self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-            elif version > SCHEMA_VERSION:
+                self._script(_SCHEMA)
+                version = 1
+            if version == 1:
+                self._migrate_to_2()
+                version = 2
+            if version > SCHEMA_VERSION:
                 raise StoreError(
                     f"{self.path}: schema version {version} is newer than this daemon knows"
                     f" ({SCHEMA_VERSION}); run a newer daemon or move the file away"
@@ -153,6 +188,28 @@ class EventStore:
             if self._db.in_transaction:
                 self._db.execute("ROLLBACK")
             raise
+
+    def _script(self, script: str) -> None:
+        for statement in script.split(";"):
+            if statement.strip():
+                self._db.execute(statement)
+
+    def _migrate_to_2(self) -> None:
+        self._script(_MIGRATE_TO_2)
+        for (row,) in self._db.execute("SELECT id FROM events WHERE uid IS NULL").fetchall():
+            self._db.execute("UPDATE events SET uid = ? WHERE id = ?", (str(uuid.uuid4()), row))
+        self._db.execute(
+            "INSERT OR IGNORE INTO state (key, value, updated_at) VALUES ('store_id', ?, ?)",
+            (str(uuid.uuid4()), time.time()),
+        )
+        self._db.execute("PRAGMA user_version=2")
+
+    @property
+    def store_id(self) -> str:
+        """This store's own id: the centre restarts its count of the post's events when it changes."""
+        value = self.get_state("store_id")
+        assert value is not None  # written with the schema
+        return value
 
     def __enter__(self) -> EventStore:
         return self
@@ -189,9 +246,9 @@ class EventStore:
         when = time.time() if received_at is None else received_at
         cursor = self._db.execute(
             "INSERT OR IGNORE INTO events"
-            " (board, boot, seq, code, qualifier, zone, value, uptime_ms, received_at, source)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (board, boot, seq, code, qualifier, zone, value, uptime_ms, when, source),
+            " (board, boot, seq, code, qualifier, zone, value, uptime_ms, received_at, source, uid)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (board, boot, seq, code, qualifier, zone, value, uptime_ms, when, source, str(uuid.uuid4())),
         )
         return cursor.rowcount == 1
 
@@ -231,20 +288,37 @@ class EventStore:
             row = self._db.execute("SELECT COUNT(*) FROM events WHERE board = ?", (board,)).fetchone()
         return int(row[0])
 
-    def pending_uplink(self, limit: int = 100) -> list[StoredEvent]:
-        """Up to ``limit`` events the centre does not have yet, oldest first."""
+    def pending_uplink(self, limit: int = 100, after: int = 0) -> list[StoredEvent]:
+        """Up to ``limit`` events the centre does not have yet, oldest first (with ids above ``after``)."""
         if limit < 1:
             raise ValueError(f"limit: {limit} is below the minimum 1")
         rows = self._db.execute(
-            f"SELECT {COLUMNS} FROM events WHERE uplinked_at IS NULL ORDER BY id LIMIT ?", (limit,)
+            f"SELECT {COLUMNS} FROM events WHERE uplinked_at IS NULL AND id > ? ORDER BY id LIMIT ?", (after, limit)
         )
         return [StoredEvent(*row) for row in rows]
 
-    def mark_uplinked(self, ids: Iterable[int], at: float | None = None) -> int:
-        """Record that the centre has the events with these ids (at ``at``, default now); how many changed.
+    def events_from(self, first_id: int, limit: int = 100) -> list[StoredEvent]:
+        """Up to ``limit`` events with ids from ``first_id`` on, delivered or not (for a replay)."""
+        rows = self._db.execute(f"SELECT {COLUMNS} FROM events WHERE id >= ? ORDER BY id LIMIT ?", (first_id, limit))
+        return [StoredEvent(*row) for row in rows]
 
-        Events already marked keep their first delivery time.  All ids are marked in one commit.
+    def last_id(self) -> int:
+        """The newest event's id (its number ``n`` for the centre), 0 if none."""
+        row = self._db.execute("SELECT MAX(id) FROM events").fetchone()
+        return int(row[0]) if row[0] is not None else 0
+
+    def backlog(self) -> tuple[int, float | None]:
+        """(events not yet delivered, when the oldest of them was stored, or None)."""
+        row = self._db.execute("SELECT COUNT(*), MIN(received_at) FROM events WHERE uplinked_at IS NULL").fetchone()
+        return int(row[0]), row[1]
+
+    def mark_uplinked(self, ids: Iterable[int], at: float | None = None, table: str = "events") -> int:
+        """Record that the centre has the rows of ``table`` with these ids (at ``at``, default now); how many changed.
+
+        Rows already marked keep their first delivery time.  All ids are marked in one commit.
         """
+        if table not in OUTBOXES:
+            raise ValueError(f"table: {table!r} is not an outbox ({', '.join(OUTBOXES)})")
         when = time.time() if at is None else at
         params = [(when, int(i)) for i in ids]
         if not params:
@@ -254,7 +328,7 @@ class EventStore:
         try:
             for param in params:
                 changed += self._db.execute(
-                    "UPDATE events SET uplinked_at = ? WHERE id = ? AND uplinked_at IS NULL", param
+                    f"UPDATE {table} SET uplinked_at = ? WHERE id = ? AND uplinked_at IS NULL", param
                 ).rowcount
             self._db.execute("COMMIT")
         except BaseException:
@@ -262,6 +336,32 @@ class EventStore:
                 self._db.execute("ROLLBACK")
             raise
         return changed
+
+    def add_audit(self, body: str, at: float | None = None) -> AuditRecord:
+        """Keep one audit record (``body``: JSON text), committed before returning."""
+        when = time.time() if at is None else at
+        uid = str(uuid.uuid4())
+        cursor = self._db.execute("INSERT INTO audit (uid, at, body) VALUES (?, ?, ?)", (uid, when, body))
+        assert cursor.lastrowid is not None
+        return AuditRecord(cursor.lastrowid, uid, when, body, None)
+
+    def pending_audit(self, limit: int = 100, after: int = 0) -> list[AuditRecord]:
+        """Up to ``limit`` audit records the centre does not have yet, oldest first (ids above ``after``)."""
+        rows = self._db.execute(
+            "SELECT id, uid, at, body, uplinked_at FROM audit WHERE uplinked_at IS NULL AND id > ? ORDER BY id LIMIT ?",
+            (after, limit),
+        )
+        return [AuditRecord(*row) for row in rows]
+
+    def audit(self) -> list[AuditRecord]:
+        """Every audit record, oldest first."""
+        rows = self._db.execute("SELECT id, uid, at, body, uplinked_at FROM audit ORDER BY id")
+        return [AuditRecord(*row) for row in rows]
+
+    def remember_nonce(self, nonce: str, ts: float, keep_s: float) -> bool:
+        """True the first time ``nonce`` is seen, False for a replay; forgets nonces older than ``keep_s``."""
+        self._db.execute("DELETE FROM nonces WHERE ts < ?", (time.time() - keep_s,))
+        return self._db.execute("INSERT OR IGNORE INTO nonces (nonce, ts) VALUES (?, ?)", (nonce, ts)).rowcount == 1
 
     def set_state(self, key: str, value: str) -> None:
         """Keep ``value`` under ``key`` (e.g. ``set_state("link", "down")``), committed before returning."""

@@ -452,7 +452,10 @@ class Pi:
 
     def board_state_text(self) -> str:
         state = self.daemon.link.board_state if self.daemon is not None else None
-        return "-" if state is None else f"{state[0]}, faults {state[1]}, seq {state[2]}"
+        if state is None:
+            return "-"
+        outputs = [name for name in ("siren", "strobe", "testing") if getattr(state, name)]
+        return f"{state.alarm}, faults {state.faults}, seq {state.seq}, outputs: {' '.join(outputs) or 'off'}"
 
     def alarm_line_text(self) -> str:
         line = self.daemon.alarm_line if self.daemon is not None and self.running() else None

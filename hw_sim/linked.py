@@ -26,14 +26,15 @@ from hw_sim.bench import Bench, BenchError
 class PiProcess:
     """The edge daemon as its own process, with GPIO off."""
 
-    def __init__(self, port: str, folder: Path, board: str = "post-1", **link: float) -> None:
+    def __init__(self, port: str, folder: Path, board: str = "post-1", extra: str = "", **link: float) -> None:
+        """``extra`` is more TOML for the config (e.g. an ``[uplink]`` section); ``link`` sets ``[link]`` keys."""
         self.folder = folder
         self.db = folder / "events.db"
         self.config = folder / "edge.toml"
         settings = "".join(f"{key} = {value}\n" for key, value in link.items())
         self.config.write_text(
             f'[serial]\nport = "{port}"\n[store]\npath = "{self.db}"\n[gpio]\nenabled = false\n'
-            f'[board]\nname = "{board}"\n[link]\n{settings}'
+            f'[board]\nname = "{board}"\n[link]\n{settings}{extra}'
         )
         self.board = board
         self.proc: subprocess.Popen[bytes] | None = None

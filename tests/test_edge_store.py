@@ -10,12 +10,13 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from pathlib import Path
 
 import pytest
 
 from edge_daemon import store as store_module
-from edge_daemon.store import SCHEMA_VERSION, EventStore, StoredEvent, StoreError
+from edge_daemon.store import _SCHEMA, SCHEMA_VERSION, EventStore, StoredEvent, StoreError
 
 ROOT = Path(__file__).resolve().parent.parent
 PANIC, NEW, ZONE_BUTTON = 120, 1, 1  # Contact ID panic, new event, the button zone (as in alarmpost.events)
@@ -32,10 +33,66 @@ def test_add_stores_every_column(tmp_path: Path) -> None:
     with EventStore(tmp_path / "events.db") as store:
         assert store.add("post-1", 7, 41, 120, 1, 1, 2, 1500, received_at=1_700_000_000.5)
         assert store.add("post-1", 7, 1, 300, 3, 0, 0, 9, source="daemon", received_at=1_700_000_001.0)
-        assert store.events() == [
-            StoredEvent(1, "post-1", 7, 41, 120, 1, 1, 2, 1500, 1_700_000_000.5, "board", None),
-            StoredEvent(2, "post-1", 7, 1, 300, 3, 0, 0, 9, 1_700_000_001.0, "daemon", None),
+        stored = store.events()
+        uids = [e.uid for e in stored]
+        assert stored == [
+            StoredEvent(1, "post-1", 7, 41, 120, 1, 1, 2, 1500, 1_700_000_000.5, "board", None, uids[0]),
+            StoredEvent(2, "post-1", 7, 1, 300, 3, 0, 0, 9, 1_700_000_001.0, "daemon", None, uids[1]),
         ]
+        assert len(set(uids)) == 2 and all(str(uuid.UUID(u)) == u for u in uids)
+
+
+def test_a_version_1_store_is_migrated_keeping_every_event(tmp_path: Path) -> None:
+    path = tmp_path / "events.db"
+    db = sqlite3.connect(path)
+    db.executescript(_SCHEMA + "PRAGMA user_version = 1;")
+    db.execute(
+        "INSERT INTO events (board, boot, seq, code, qualifier, zone, value, uptime_ms, received_at)"
+        " VALUES ('post-1', 1, 1, 120, 1, 1, 1, 10, 1.0)"
+    )
+    db.commit()
+    db.close()
+    with EventStore(path) as store:
+        (event,) = store.events()
+        assert (event.seq, event.code, event.uplinked_at) == (1, 120, None)
+        assert uuid.UUID(event.uid) and uuid.UUID(store.store_id)
+        assert store.pending_uplink() == [event]
+
+
+def test_audit_is_an_outbox_of_its_own(tmp_path: Path) -> None:
+    with EventStore(tmp_path / "events.db") as store:
+        first = store.add_audit('{"command": "reset"}')
+        second = store.add_audit('{"command": "silence"}')
+        assert [r.id for r in store.pending_audit()] == [first.id, second.id]
+        assert store.mark_uplinked([first.id], table="audit") == 1
+        assert [r.body for r in store.pending_audit()] == ['{"command": "silence"}']
+        assert store.pending_uplink() == []  # events are a separate outbox
+        with pytest.raises(ValueError, match="not an outbox"):
+            store.mark_uplinked([1], table="state")
+
+
+def test_a_nonce_is_accepted_once_and_survives_a_reopen(tmp_path: Path) -> None:
+    now = time.time()
+    with EventStore(tmp_path / "events.db") as store:
+        assert store.remember_nonce("a" * 32, now, keep_s=60)
+        assert not store.remember_nonce("a" * 32, now, keep_s=60)
+    with EventStore(tmp_path / "events.db") as store:
+        assert not store.remember_nonce("a" * 32, now, keep_s=60)
+        assert store.remember_nonce("b" * 32, now - 120, keep_s=60)  # too old to keep: forgotten next time
+        assert store.remember_nonce("c" * 32, now, keep_s=60)
+        assert store.remember_nonce("b" * 32, now - 120, keep_s=60)
+
+
+def test_backlog_and_replay_reads(tmp_path: Path) -> None:
+    with EventStore(tmp_path / "events.db") as store:
+        for seq in range(1, 6):
+            add(store, seq)
+        store.mark_uplinked([1, 2])
+        count, oldest = store.backlog()
+        assert count == 3 and oldest == store.events()[2].received_at
+        assert [e.id for e in store.pending_uplink(after=3)] == [4, 5]
+        assert [e.id for e in store.events_from(2, limit=2)] == [2, 3]
+        assert store.last_id() == 5
 
 
 def test_received_at_defaults_to_now(tmp_path: Path) -> None:

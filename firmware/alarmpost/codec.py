@@ -58,6 +58,9 @@ ERR_BAD_PAYLOAD = 3
 
 # Heartbeat flags
 HB_WANT_HELLO = 1  # Pi -> board: "I do not know you yet, say hello"
+HB_SIREN = 1  # board -> Pi: the siren is sounding (a pattern is playing)
+HB_STROBE = 2  # board -> Pi: the strobe shows a pattern
+HB_TESTING = 4  # board -> Pi: a test pattern is running
 
 # Alarm states carried by heartbeats
 STATES = ("idle", "alarm", "acknowledged", "silenced")

@@ -51,6 +51,7 @@ class Link:
         self._last_heard = time.ticks_ms()
         self._progress_at = time.ticks_ms()
         self._wake = asyncio.ThreadSafeFlag()
+        self._beat_now = False
 
     # -- from the post ------------------------------------------------------------------
 
@@ -163,7 +164,15 @@ class Link:
     def _heartbeat(self):
         post = self.post
         state = codec.STATES.index(post.alarm.state)
-        self._write(codec.encode(codec.HEARTBEAT, codec.pack(codec.HEARTBEAT, 0, state, len(post.faults), post.seq)))
+        flags = (codec.HB_SIREN if post.sounding else 0) | (codec.HB_STROBE if post.flashing else 0)
+        if post.testing:
+            flags |= codec.HB_TESTING
+        self._write(codec.encode(codec.HEARTBEAT, codec.pack(codec.HEARTBEAT, flags, state, len(post.faults), post.seq)))
+
+    def beat_soon(self):
+        """What the post shows changed: tell the Pi in a heartbeat now, not at the next period."""
+        self._beat_now = True
+        self._wake.set()
 
     def _events_after(self, seq, limit):
         if self._recent and self._recent[0].seq <= seq + 1:
@@ -194,7 +203,8 @@ class Link:
         next_beat = time.ticks_ms()
         while True:
             now = time.ticks_ms()
-            if time.ticks_diff(now, next_beat) >= 0:
+            if self._beat_now or time.ticks_diff(now, next_beat) >= 0:
+                self._beat_now = False
                 self._heartbeat()
                 next_beat = time.ticks_add(now, self.heartbeat_ms)
             if self.up is not False and time.ticks_diff(now, self._last_heard) > self.timeout_ms:

@@ -51,6 +51,7 @@ class Post:
         self.seq = 0
         self.boot_count = 1
         self._shown = None
+        self.sounding = self.flashing = False
         self.link = self.button = self.key_switch = self.tamper = self.supply = None
         from alarmpost import wiring
 
@@ -74,10 +75,14 @@ class Post:
         self.siren.show(siren)
         self.led.show(led)
         self.alarm_line.set(self.alarm.latched)
+        self.sounding = bool(siren)
+        self.flashing = bool(strobe)
         shown = (state, int(bool(siren)), int(self.testing), len(self.faults))
         if shown != self._shown:
             self._shown = shown
             print("ST %s %d %d %d" % shown)
+            if self.link is not None:
+                self.link.beat_soon()
 
     # -- events ---------------------------------------------------------------------
 

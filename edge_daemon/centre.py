@@ -1,0 +1,501 @@
+"""The reference monitoring-centre client: watch every post, deduplicate events, command posts.
+
+It is what the tests, the benchmarks, ``make sim`` and technicians use, and a
+worked example for a centre's own software.  It subscribes to every post
+(``alarmpost/v1/#``) with a persistent MQTT 5 session and QoS 1, so events
+published while it is away wait for it at the broker.
+
+Exactly once after dedup: an event is new when its ``id`` has not been seen.
+The centre also follows each post's event number ``n``: a gap (an event the
+broker lost, say in a crash between its PUBACK and the delivery) or a ``state``
+whose ``last_n`` is ahead of what arrived makes it ask the post to ``replay``
+the missing numbers, so nothing the post stored is missed.
+
+Commands are signed with the post's key (:mod:`edge_daemon.auth`) and sent as
+MQTT 5 requests: the response topic is the post's ``results`` and the
+correlation data a fresh id, which the post echoes in its result.
+
+>>> with Centre("127.0.0.1", 1883, keys={("school-12", "gate-north"): key}, tls=False) as centre:
+...     centre.command("school-12", "gate-north", "acknowledge")["status"]
+'ok'
+
+From the shell (``--help`` lists the options)::
+
+    python -m edge_daemon.centre --host broker --keys /etc/alarmpost-centre/keys watch
+    python -m edge_daemon.centre --host broker --keys ... reset school-12/gate-north --operator "J. Smith"
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import queue
+import ssl
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+from edge_daemon import auth, contract
+from edge_daemon.contract import ContractError, Topics
+
+log = logging.getLogger("edge_daemon.centre")
+
+PostId = tuple[str, str]  # (site, post)
+
+
+@dataclass
+class Message:
+    """One message the centre received: its post, channel, decoded payload and arrival time."""
+
+    site: str
+    post: str
+    channel: str
+    payload: Any
+    received: float  # time.monotonic()
+    retained: bool = False
+
+
+@dataclass
+class PostTrack:
+    """What the centre knows of one post's event numbers (per event store)."""
+
+    store: str
+    next_n: int  # every event below this number has arrived
+    above: set[int] = field(default_factory=set)  # arrived after a gap
+    asked_at: float = 0.0
+
+
+class CentreError(RuntimeError):
+    """The broker could not be reached, refused the centre, or a command got no result."""
+
+
+class Centre:
+    """A centre's connection to the broker; see the module docstring."""
+
+    replay_every_s = 2.0  # ask again for a gap still open after this long
+    session_expiry_s = 86400  # the broker keeps the centre's queue this long while it is away
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        keys: dict[PostId, bytes] | Callable[[str, str], bytes | None] | None = None,
+        username: str | None = "centre",
+        password: str | None = None,
+        tls: bool = True,
+        ca_file: str | None = None,
+        cert_file: str | None = None,
+        key_file: str | None = None,
+        client_id: str | None = None,
+        clean: bool = False,
+    ) -> None:
+        self.host, self.port = host, port
+        self._keys = keys
+        self.messages: queue.Queue[Message] = queue.Queue()  # new events and everything else, as they come
+        self.events: list[Message] = []  # every new event, in arrival order
+        self.duplicates = 0
+        self.invalid: list[str] = []  # messages that broke the contract, described
+        self.states: dict[PostId, dict[str, Any]] = {}
+        self.availability: dict[PostId, str] = {}
+        self.replays_asked = 0
+        self._seen: set[str] = set()
+        self._tracks: dict[PostId, PostTrack] = {}
+        self._results: dict[bytes, queue.Queue[dict[str, Any]]] = {}
+        self._lock = threading.RLock()  # replay requests are sent while a message is handled
+        self._connected = threading.Event()
+        self._refused: str | None = None
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=client_id or f"alarmpost-centre-{uuid.uuid4().hex[:8]}",
+            protocol=mqtt.MQTTv5,
+        )
+        self.clean = clean
+        if username:
+            self.client.username_pw_set(username, password)
+        if tls:
+            self.client.tls_set(ca_certs=ca_file, certfile=cert_file, keyfile=key_file, cert_reqs=ssl.CERT_REQUIRED)
+        self.client.reconnect_delay_set(1, 5)
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
+        self.client.on_message = self._on_message
+
+    # -- connection ----------------------------------------------------------------------
+
+    def connect(self, timeout: float = 10.0) -> Centre:
+        properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        properties.SessionExpiryInterval = 0 if self.clean else self.session_expiry_s
+        self.client.connect_async(self.host, self.port, keepalive=10, clean_start=self.clean, properties=properties)
+        self.client.loop_start()
+        if not self._connected.wait(timeout):
+            self.close()
+            raise CentreError(self._refused or f"no connection to {self.host}:{self.port} within {timeout:g} s")
+        return self
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def __enter__(self) -> Centre:
+        return self.connect()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _on_connect(self, client: mqtt.Client, _: Any, flags: Any, reason: ReasonCode, props: Any) -> None:
+        if reason.is_failure:
+            self._refused = f"the broker refused the centre: {reason}"
+            return
+        client.subscribe(contract.centre_filter(), qos=1)
+        self._connected.set()
+
+    def _on_disconnect(self, client: mqtt.Client, _: Any, flags: Any, reason: ReasonCode, props: Any) -> None:
+        log.warning("centre disconnected", extra={"reason": str(reason)})
+
+    # -- receiving -----------------------------------------------------------------------
+
+    def _on_message(self, client: mqtt.Client, _: Any, message: mqtt.MQTTMessage) -> None:
+        try:
+            site, post, channel = contract.parse_topic(message.topic)
+        except ContractError as exc:
+            self.invalid.append(str(exc))
+            return
+        if channel == "commands" or (channel == "availability" and not message.payload):
+            return  # our own commands; a cleared retained message
+        try:
+            payload = contract.decode(channel, bytes(message.payload))
+        except ContractError as exc:
+            self.invalid.append(f"{message.topic}: {exc}")
+            log.error("message breaks the contract", extra={"topic": message.topic, "error": str(exc)})
+            return
+        got = Message(site, post, channel, payload, time.monotonic(), bool(message.retain))
+        with self._lock:
+            if channel == "events":
+                if not self._new_event(got):
+                    return
+            elif channel == "results":
+                correlation = getattr(message.properties, "CorrelationData", None)
+                waiting = self._results.get(bytes(correlation)) if correlation else None
+                if waiting is not None:
+                    waiting.put(payload)
+            elif channel == "state":
+                self.states[(site, post)] = payload
+                self._check_tail((site, post), payload["events"])
+            elif channel == "availability":
+                self.availability[(site, post)] = payload
+        self.messages.put(got)
+
+    def _new_event(self, got: Message) -> bool:
+        """Record an event; False for a copy already seen.  Asks for a replay of any gap."""
+        event = got.payload
+        if event["id"] in self._seen:
+            self.duplicates += 1
+            return False
+        self._seen.add(event["id"])
+        self.events.append(got)
+        key = (got.site, got.post)
+        track = self._tracks.get(key)
+        if track is None or track.store != event["store"]:
+            track = self._tracks[key] = PostTrack(event["store"], event["n"])
+        n = event["n"]
+        if n == track.next_n:
+            track.next_n += 1
+            while track.next_n in track.above:
+                track.above.discard(track.next_n)
+                track.next_n += 1
+        elif n > track.next_n:
+            track.above.add(n)
+            self._ask_replay(key, track, min(track.above) - track.next_n)
+        return True
+
+    def _check_tail(self, key: PostId, counts: dict[str, Any]) -> None:
+        track = self._tracks.get(key)
+        first_unsent = counts["last_n"] - counts["backlog"] + 1
+        if track is None or track.store != counts["store"]:
+            self._tracks[key] = PostTrack(counts["store"], first_unsent)
+            return
+        if track.next_n < first_unsent:  # sent by the post, but never arrived here
+            self._ask_replay(key, track, first_unsent - track.next_n)
+
+    def _ask_replay(self, key: PostId, track: PostTrack, count: int) -> None:
+        now = time.monotonic()
+        if now - track.asked_at < self.replay_every_s or self._key_for(*key) is None:
+            return
+        track.asked_at = now
+        self.replays_asked += 1
+        log.warning("asking a post to replay missing events", extra={"post": "/".join(key), "from": track.next_n})
+        self.send(key[0], key[1], "replay", {"from": track.next_n, "count": min(count, 1000)}, wait=False)
+
+    def missing(self, site: str, post: str) -> list[int]:
+        """Event numbers of the post known to be missing (gaps below the newest arrived)."""
+        with self._lock:
+            track = self._tracks.get((site, post))
+            if track is None or not track.above:
+                return []
+            return [n for n in range(track.next_n, max(track.above)) if n not in track.above]
+
+    def wait_for(self, test: Callable[[Message], bool], timeout: float = 10.0) -> Message:
+        """The next message (from now on) for which ``test`` is true; CentreError after ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            try:
+                message = self.messages.get(timeout=max(left, 0.001))
+            except queue.Empty:
+                raise CentreError(f"no matching message within {timeout:g} s") from None
+            if test(message):
+                return message
+
+    def stream(self, timeout: float | None = None) -> Iterator[Message]:
+        """Messages as they arrive; ends after ``timeout`` seconds of silence (never with None)."""
+        while True:
+            try:
+                yield self.messages.get(timeout=timeout)
+            except queue.Empty:
+                return
+
+    # -- commanding ----------------------------------------------------------------------
+
+    def _key_for(self, site: str, post: str) -> bytes | None:
+        if self._keys is None:
+            return None
+        if callable(self._keys):
+            return self._keys(site, post)
+        return self._keys.get((site, post))
+
+    def send(
+        self,
+        site: str,
+        post: str,
+        command: str,
+        args: dict[str, Any] | None = None,
+        operator: str | None = None,
+        *,
+        wait: bool = True,
+        timeout: float = 10.0,
+        headers: dict[str, str] | None = None,
+        payload: bytes | None = None,
+    ) -> dict[str, Any] | None:
+        """Send one signed command; its result (or None with ``wait=False``).
+
+        ``headers`` and ``payload`` replace the signed ones as given: how the tests
+        forge, strip and replay signatures.
+        """
+        topics = Topics(site, post)
+        if payload is None:
+            body: dict[str, Any] = {"command": command}
+            if args is not None:
+                body["args"] = args
+            if operator is not None:
+                body["operator"] = operator
+            payload = contract.encode("commands", body)
+        if headers is None:
+            key = self._key_for(site, post)
+            if key is None:
+                raise CentreError(f"no command key for {site}/{post}")
+            headers = auth.sign(key, topics.commands, payload)
+        correlation = uuid.uuid4().bytes
+        answers: queue.Queue[dict[str, Any]] = queue.Queue()
+        with self._lock:
+            self._results[correlation] = answers
+        properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+        properties.ResponseTopic = topics.results
+        properties.CorrelationData = correlation
+        properties.ContentType = "application/json"
+        properties.UserProperty = list(headers.items())
+        self.client.publish(topics.commands, payload, qos=1, properties=properties)
+        if not wait:
+            return None
+        try:
+            return answers.get(timeout=timeout)
+        except queue.Empty:
+            raise CentreError(f"no result from {site}/{post} for {command} within {timeout:g} s") from None
+        finally:
+            with self._lock:
+                self._results.pop(correlation, None)
+
+    def command(
+        self, site: str, post: str, command: str, args: dict[str, Any] | None = None, operator: str | None = None
+    ) -> dict[str, Any]:
+        """Send a signed command and wait for its result."""
+        result = self.send(site, post, command, args, operator)
+        assert result is not None
+        return result
+
+
+# -- the command line ------------------------------------------------------------------------
+
+
+def _keys_from_folder(folder: Path) -> Callable[[str, str], bytes | None]:
+    """Keys kept as ``FOLDER/<site>/<post>.key``."""
+
+    def lookup(site: str, post: str) -> bytes | None:
+        path = folder / site / f"{post}.key"
+        return auth.load_key(path) if path.exists() else None
+
+    return lookup
+
+
+def _describe(message: Message) -> str:
+    where = f"{message.site}/{message.post}"
+    p = message.payload
+    if message.channel == "events":
+        return f"EVENT {where} #{p['n']} {p['contact_id']} {p['text']} (board boot {p['boot']} seq {p['seq']})"
+    if message.channel == "state":
+        return (
+            f"STATE {where} alarm={p['alarm']} link={p['link']} faults={p['faults']} backlog={p['events']['backlog']}"
+        )
+    if message.channel == "availability":
+        return f"AVAIL {where} {p}"
+    if message.channel == "audit":
+        return (
+            f"AUDIT {where} {p['command']} by {p['operator'] or '-'}: auth {p['auth']}, {p['status']} ({p['detail']})"
+        )
+    if message.channel == "results":
+        return f"RESULT {where} {p['command']}: {p['status']} ({p['detail']})"
+    return f"{message.channel.upper()} {where} {json.dumps(p)}"
+
+
+def _post(text: str) -> PostId:
+    site, _, post = text.partition("/")
+    try:
+        return contract.check_id("site", site), contract.check_id("post", post)
+    except ContractError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected SITE/POST; {exc}") from None
+
+
+COMMAND_WORDS = {
+    "ack": "acknowledge",
+    "acknowledge": "acknowledge",
+    "silence": "silence",
+    "reset": "reset",
+    "test": "test",
+    "self-test": "self_test",
+    "status": "status",
+    "config-set": "config_set",
+    "replay": "replay",
+}
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m edge_daemon.centre", description="The reference centre client.")
+    parser.add_argument("--host", default="localhost")
+    parser.add_argument("--port", type=int, default=8883)
+    parser.add_argument("--no-tls", action="store_true", help="plain MQTT (a test bench only)")
+    parser.add_argument("--ca-file", help="PEM of the broker's certificate authority (default: the system's)")
+    parser.add_argument("--cert-file", help="the centre's client certificate (PEM)")
+    parser.add_argument("--key-file", help="its private key (PEM)")
+    parser.add_argument("--username", default="centre")
+    parser.add_argument("--password-file", type=Path, help="a file holding the centre's broker password")
+    parser.add_argument("--keys", type=Path, help="folder of command keys, one per post: SITE/POST.key")
+    parser.add_argument("--operator", help="who is commanding (kept in the post's audit)")
+    parser.add_argument("--timeout", type=float, default=10.0, help="seconds to wait (watch: for silence)")
+    sub = parser.add_subparsers(dest="action", required=True)
+    sub.add_parser("keygen", help="print a new command key (64 hex digits) for a post's key file")
+    watch = sub.add_parser("watch", help="print events, states, availability, results and audit as they come")
+    watch.add_argument("--json", action="store_true", help="one JSON object per line")
+    watch.add_argument("--count", type=int, help="stop after this many events")
+    for word in COMMAND_WORDS:
+        command = sub.add_parser(word, help=f"send {COMMAND_WORDS[word]} to a post and print its result")
+        command.add_argument("target", type=_post, metavar="SITE/POST")
+        if word == "config-set":
+            command.add_argument("key")
+            command.add_argument("value", help='a JSON value (e.g. 120, true, "text")')
+        if word == "replay":
+            command.add_argument("first", type=int, metavar="FROM")
+            command.add_argument("count", type=int, nargs="?", default=100)
+    return parser
+
+
+def _command_args(args: argparse.Namespace) -> dict[str, Any] | None:
+    if args.action == "config-set":
+        try:
+            value = json.loads(args.value)
+        except ValueError:
+            value = args.value  # a bare word is a string
+        return {"key": args.key, "value": value}
+    if args.action == "replay":
+        return {"from": args.first, "count": args.count}
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.action == "keygen":
+        print(auth.new_key())
+        return 0
+    password = args.password_file.read_text().strip() if args.password_file else None
+    keys = _keys_from_folder(args.keys) if args.keys else None
+    centre = Centre(
+        args.host,
+        args.port,
+        keys,
+        username=args.username,
+        password=password,
+        tls=not args.no_tls,
+        ca_file=args.ca_file,
+        cert_file=args.cert_file,
+        key_file=args.key_file,
+        clean=args.action != "watch",
+    )
+    try:
+        centre.connect(args.timeout)
+    except CentreError as exc:
+        print(f"centre: {exc}", file=sys.stderr)
+        return 2
+    try:
+        if args.action == "watch":
+            return _watch(centre, args)
+        site, post = args.target
+        result = centre.send(
+            site, post, COMMAND_WORDS[args.action], _command_args(args), args.operator, timeout=args.timeout
+        )
+        print(json.dumps(result, indent=2))
+        return 0 if result is not None and result["status"] == "ok" else 1
+    except CentreError as exc:
+        print(f"centre: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        centre.close()
+
+
+def _watch(centre: Centre, args: argparse.Namespace) -> int:
+    events = 0
+    try:
+        for message in centre.stream():
+            if args.json:
+                print(
+                    json.dumps(
+                        {
+                            "site": message.site,
+                            "post": message.post,
+                            "channel": message.channel,
+                            "payload": message.payload,
+                        }
+                    ),
+                    flush=True,
+                )
+            else:
+                print(_describe(message), flush=True)
+            events += message.channel == "events"
+            if args.count and events >= args.count:
+                return 0
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+    sys.exit(main())

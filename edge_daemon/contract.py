@@ -1,0 +1,424 @@
+"""The MQTT contract between a post and the monitoring centre: topics, payloads, commands.
+
+Everything here is defined once and used by the daemon, the reference centre, the
+benchmarks and the tests; ``docs/asyncapi.yaml`` is generated from it
+(``python -m edge_daemon.contract > docs/asyncapi.yaml``) and a test checks that
+the file and this module agree.
+
+Every post publishes under ``alarmpost/v1/{site}/{post}/``:
+
+=============  =======  ========  ===================================================
+channel        QoS      retained  what
+=============  =======  ========  ===================================================
+availability   1        yes       ``online``; ``offline`` (Last Will); ``stopped``
+state          1        yes       alarm state, outputs, faults, link, versions
+events         1        no        every event, once per id after dedup, in order
+results        1        no        the answer to a command (MQTT 5 correlation data)
+audit          1        no        every command received and its outcome
+health         0        no        metrics for the fleet's dashboards
+commands       1        no        centre → post, signed (HMAC-SHA256)
+requests       1        no        unsigned ``status`` or ``self_test`` (Home Assistant)
+=============  =======  ========  ===================================================
+
+>>> Topics("school-12", "gate-north").events
+'alarmpost/v1/school-12/gate-north/events'
+>>> parse_topic("alarmpost/v1/school-12/gate-north/state")
+('school-12', 'gate-north', 'state')
+>>> centre_filter("events")
+'alarmpost/v1/+/+/events'
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import jsonschema
+
+API = "v1"
+ROOT = "alarmpost/" + API
+ID_PATTERN = r"^[A-Za-z0-9._-]{1,64}$"
+_ID = re.compile(ID_PATTERN)
+
+ONLINE, OFFLINE, STOPPED = "online", "offline", "stopped"
+ALARM_STATES = ("idle", "alarm", "acknowledged", "silenced", "unknown")
+QUALIFIERS = {1: "new", 3: "restore", 6: "status"}  # Contact ID event qualifiers
+
+# Commands the centre may send, and whether each may touch outputs or the alarm.
+# Every command is signed; these are also the ones the Home Assistant buttons may never send.
+COMMANDS = (
+    "acknowledge",
+    "silence",
+    "reset",
+    "test",
+    "self_test",
+    "status",
+    "snapshot",
+    "stream",
+    "config_set",
+    "replay",
+)
+SAFETY_COMMANDS = ("acknowledge", "silence", "reset", "test", "config_set")
+# What may be asked for unsigned on ``requests`` (Home Assistant's buttons): they touch neither
+# the outputs, nor the alarm, nor the camera.
+UNSIGNED_COMMANDS = ("status", "self_test")
+
+RESULT_STATUSES = (
+    "ok",  # carried out
+    "refused",  # not possible in the post's present state (e.g. reset while idle)
+    "bad_args",  # the arguments were wrong; detail says how
+    "unknown_command",
+    "failed",  # tried and failed (e.g. a self-test found faults)
+    "timeout",  # the board did not answer
+    "link_down",  # the serial link to the board is down: not sent
+    "unavailable",  # the post has no such part (e.g. no camera)
+    "unauthenticated",  # missing, forged, expired or replayed signature: nothing was done
+    "malformed",  # the payload was not a command; detail says why
+)
+AUTH_VERDICTS = ("valid", "unsigned", "forged", "expired", "replayed", "malformed", "not_required")
+
+SIGNATURE_ALGORITHM = "hmac-sha256"
+SIGNATURE_CONTEXT = b"alarmpost-command-v1"
+COMMAND_WINDOW_S = 30  # a command's timestamp must be within this many seconds of the post's clock
+NONCE_PATTERN = r"^[0-9a-f]{32}$"
+
+# -- JSON Schemas (draft-07, as AsyncAPI 3 embeds them) -------------------------------------
+
+_UUID = {"type": "string", "pattern": "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"}
+_TIME = {"type": "string", "format": "date-time", "description": "UTC, ISO 8601 with milliseconds"}
+_ID_SCHEMA = {"type": "string", "pattern": ID_PATTERN}
+_COUNT = {"type": "integer", "minimum": 0}
+
+
+def _object(required: dict[str, Any], optional: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
+    """A closed JSON object schema: ``required`` keys must be there, ``optional`` ones may."""
+    properties = dict(required, **(optional or {}))
+    return {"type": "object", "additionalProperties": False, "required": list(required), "properties": properties}
+
+
+AVAILABILITY_SCHEMA = {
+    "type": "string",
+    "enum": [ONLINE, OFFLINE, STOPPED],
+    "description": "online: the daemon is connected; offline: it vanished (Last Will); stopped: shut down cleanly",
+}
+
+EVENT_SCHEMA = _object(
+    {
+        "id": dict(_UUID, description="unique and stable across resends: the centre deduplicates on it"),
+        "site": _ID_SCHEMA,
+        "post": _ID_SCHEMA,
+        "n": {"type": "integer", "minimum": 1, "description": "the post's event number: +1 per event, per store"},
+        "store": dict(_UUID, description="the post's event store; n starts again at 1 when it changes"),
+        "source": {"type": "string", "enum": ["board", "daemon"]},
+        "boot": {"type": "integer", "minimum": 0, "maximum": 65535},
+        "seq": {"type": "integer", "minimum": 0, "description": "the source's own sequence number"},
+        "code": {"type": "integer", "minimum": 100, "maximum": 999, "description": "Contact ID event code"},
+        "qualifier": {"type": "string", "enum": list(QUALIFIERS.values())},
+        "zone": {"type": "integer", "minimum": 0, "maximum": 255},
+        "value": {"type": "integer", "minimum": 0, "maximum": 65535},
+        "contact_id": {"type": "string", "pattern": "^[136][0-9]{3} [0-9]{2} [0-9]{3}$"},
+        "text": {"type": "string"},
+        "board_time": _object(
+            {"boot": {"type": "integer", "minimum": 0}, "uptime_ms": _COUNT},
+            description="the board's clock: milliseconds since that boot (the board has no calendar clock)",
+        ),
+        "pi_time": dict(_TIME, description="when the Pi stored the event"),
+        "sent_at": dict(_TIME, description="when this copy was published"),
+        "replayed": {"type": "boolean", "description": "true when sent again on the centre's replay request"},
+    }
+)
+
+STATE_SCHEMA = _object(
+    {
+        "alarm": {"type": "string", "enum": list(ALARM_STATES)},
+        "alarm_line": {"type": ["boolean", "null"], "description": "the hard-wired line; null without GPIO"},
+        "outputs": _object(
+            {
+                "siren": {"type": ["boolean", "null"]},
+                "strobe": {"type": ["boolean", "null"]},
+                "testing": {"type": ["boolean", "null"]},
+            }
+        ),
+        "faults": {"type": ["integer", "null"], "minimum": 0},
+        "link": {"type": "string", "enum": ["up", "down", "unknown"]},
+        "board": _object(
+            {
+                "name": {"type": ["string", "null"]},
+                "boot": {"type": ["integer", "null"]},
+                "seq": {"type": ["integer", "null"]},
+            }
+        ),
+        "versions": _object(
+            {
+                "api": {"type": "string", "const": API},
+                "daemon": {"type": "string"},
+                "firmware": {"type": ["string", "null"]},
+                "protocol": {"type": "integer"},
+            }
+        ),
+        "events": _object(
+            {
+                "store": _UUID,
+                "last_n": dict(_COUNT, description="the newest event's n: a centre that has less asks for a replay"),
+                "backlog": dict(_COUNT, description="events not yet delivered to the broker"),
+            }
+        ),
+        "updated_at": _TIME,
+    }
+)
+
+_ARGS: dict[str, dict[str, Any]] = {
+    "config_set": _object({"key": {"type": "string", "pattern": "^[a-z_]{1,40}$"}, "value": {}}),
+    "replay": _object({"from": {"type": "integer", "minimum": 1}}, {"count": {"type": "integer", "minimum": 1}}),
+    "stream": _object({"seconds": {"type": "integer", "minimum": 1, "maximum": 600}}),
+}
+
+COMMAND_SCHEMA: dict[str, Any] = dict(
+    _object(
+        {"command": {"type": "string", "enum": list(COMMANDS)}},
+        {
+            "args": {"type": "object"},
+            "operator": {"type": "string", "maxLength": 64, "description": "who asked, for the audit"},
+        },
+    ),
+    allOf=[
+        {"if": {"properties": {"command": {"const": name}}}, "then": {"required": ["args"], "properties": {"args": s}}}
+        for name, s in _ARGS.items()
+    ],
+)
+
+COMMAND_HEADERS_SCHEMA = _object(
+    {
+        "alg": {"type": "string", "const": SIGNATURE_ALGORITHM},
+        "ts": {"type": "string", "pattern": "^[0-9]{1,12}$", "description": "unix seconds when signed"},
+        "nonce": {"type": "string", "pattern": NONCE_PATTERN, "description": "128 random bits, hex; never reused"},
+        "sig": {"type": "string", "pattern": "^[0-9a-f]{64}$", "description": "HMAC-SHA256, hex"},
+    }
+)
+
+RESULT_SCHEMA = _object(
+    {
+        "command": {"type": ["string", "null"]},
+        "status": {"type": "string", "enum": list(RESULT_STATUSES)},
+        "detail": {"type": "string"},
+        "at": _TIME,
+    },
+    {"data": {"description": "what the command returned (status JSON, replay counts...)"}},
+)
+
+AUDIT_SCHEMA = _object(
+    {
+        "id": _UUID,
+        "n": {"type": "integer", "minimum": 1},
+        "store": _UUID,
+        "at": _TIME,
+        "command": {"type": ["string", "null"]},
+        "operator": {"type": ["string", "null"]},
+        "nonce": {"type": ["string", "null"]},
+        "auth": {"type": "string", "enum": list(AUTH_VERDICTS)},
+        "status": {"type": "string", "enum": list(RESULT_STATUSES)},
+        "detail": {"type": "string"},
+        "via": {"type": "string", "enum": ["commands", "homeassistant"]},
+    }
+)
+
+REQUEST_SCHEMA = {
+    "type": "string",
+    "enum": list(UNSIGNED_COMMANDS),
+    "description": "a harmless command anyone allowed by the broker's ACL may ask for, unsigned",
+}
+
+HEALTH_SCHEMA = _object(
+    {
+        "at": _TIME,
+        "uptime_s": {"type": "number", "minimum": 0},
+        "backlog": _COUNT,
+        "oldest_pending_s": {"type": ["number", "null"], "minimum": 0},
+        "connects": _COUNT,
+        "published": _COUNT,
+        "link": {"type": "object", "additionalProperties": {"type": "integer"}},
+        "store_bytes": _COUNT,
+        "disk_free_bytes": _COUNT,
+        "cpu_temp_c": {"type": ["number", "null"]},
+        "load_1m": {"type": "number", "minimum": 0},
+    }
+)
+
+
+@dataclass(frozen=True)
+class Channel:
+    """One subtopic of a post: who sends on it, how, and what its payload looks like."""
+
+    name: str
+    sender: str  # "post" or "centre"
+    qos: int
+    retained: bool
+    content_type: str
+    schema: dict[str, Any]
+    summary: str
+    headers: dict[str, Any] | None = None
+
+
+CHANNELS: dict[str, Channel] = {
+    c.name: c
+    for c in (
+        Channel("availability", "post", 1, True, "text/plain", AVAILABILITY_SCHEMA, "Is the post's daemon connected?"),
+        Channel("state", "post", 1, True, "application/json", STATE_SCHEMA, "The post's live state, newest first."),
+        Channel("events", "post", 1, False, "application/json", EVENT_SCHEMA, "Every event of the post, in order."),
+        Channel("results", "post", 1, False, "application/json", RESULT_SCHEMA, "The answer to one command."),
+        Channel("audit", "post", 1, False, "application/json", AUDIT_SCHEMA, "Each command received and its outcome."),
+        Channel("health", "post", 0, False, "application/json", HEALTH_SCHEMA, "Metrics of the post's daemon."),
+        Channel(
+            "commands",
+            "centre",
+            1,
+            False,
+            "application/json",
+            COMMAND_SCHEMA,
+            "A signed command from the centre.",
+            COMMAND_HEADERS_SCHEMA,
+        ),
+        Channel("requests", "homeassistant", 1, False, "text/plain", REQUEST_SCHEMA, "A status or self-test request."),
+    )
+}
+
+
+class ContractError(ValueError):
+    """A topic or payload that does not follow the contract; the message says what is wrong."""
+
+
+def check_id(kind: str, value: str) -> str:
+    """``value`` as a site or post id, or :class:`ContractError` naming ``kind``."""
+    if not isinstance(value, str) or not _ID.fullmatch(value):
+        raise ContractError(f"{kind}: {value!r} must be 1-64 characters of A-Z a-z 0-9 . _ -")
+    return value
+
+
+class Topics:
+    """The topics of one post.
+
+    >>> t = Topics("school-12", "gate-north")
+    >>> t.commands, t.availability
+    ('alarmpost/v1/school-12/gate-north/commands', 'alarmpost/v1/school-12/gate-north/availability')
+    """
+
+    def __init__(self, site: str, post: str) -> None:
+        self.site = check_id("site", site)
+        self.post = check_id("post", post)
+        self.root = f"{ROOT}/{site}/{post}"
+        self.availability = self.of("availability")
+        self.state = self.of("state")
+        self.events = self.of("events")
+        self.results = self.of("results")
+        self.audit = self.of("audit")
+        self.health = self.of("health")
+        self.commands = self.of("commands")
+        self.requests = self.of("requests")
+
+    def of(self, channel: str) -> str:
+        if channel not in CHANNELS:
+            raise ContractError(f"{channel!r} is not a channel ({', '.join(CHANNELS)})")
+        return f"{self.root}/{channel}"
+
+
+def centre_filter(channel: str = "#") -> str:
+    """The subscription a centre uses for ``channel`` on every post (``#``: everything)."""
+    if channel == "#":
+        return f"{ROOT}/#"
+    Topics("x", "x").of(channel)
+    return f"{ROOT}/+/+/{channel}"
+
+
+def parse_topic(topic: str) -> tuple[str, str, str]:
+    """(site, post, channel) of a post's topic, or :class:`ContractError`."""
+    parts = topic.split("/")
+    if len(parts) != 5 or "/".join(parts[:2]) != ROOT:
+        raise ContractError(f"{topic!r} is not {ROOT}/<site>/<post>/<channel>")
+    site, post, channel = parts[2:]
+    check_id("site", site)
+    check_id("post", post)
+    if channel not in CHANNELS:
+        raise ContractError(f"{topic!r}: {channel!r} is not a channel ({', '.join(CHANNELS)})")
+    return site, post, channel
+
+
+_validators: dict[int, jsonschema.Draft7Validator] = {}
+
+
+def _first_error(schema: dict[str, Any], value: Any) -> str | None:
+    validator = _validators.get(id(schema))
+    if validator is None:  # building one is slow: one per schema, kept (the schemas are module constants)
+        validator = jsonschema.Draft7Validator(schema, format_checker=jsonschema.Draft7Validator.FORMAT_CHECKER)
+        _validators[id(schema)] = validator
+    error = jsonschema.exceptions.best_match(validator.iter_errors(value))
+    if error is None:
+        return None
+    where = "/".join(str(p) for p in error.absolute_path) or "payload"
+    return f"{where}: {error.message}"
+
+
+def decode(channel: str, payload: bytes) -> Any:
+    """The payload of a message on ``channel``, checked against its schema; :class:`ContractError` if not.
+
+    >>> decode("availability", b"online")
+    'online'
+    >>> decode("commands", b'{"command": "reset", "by": "x"}')
+    Traceback (most recent call last):
+      ...
+    edge_daemon.contract.ContractError: commands: payload: Additional properties are not allowed ('by' was unexpected)
+    """
+    spec = CHANNELS[channel]
+    try:
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ContractError(f"{channel}: not UTF-8 text (byte {exc.start})") from None
+    if spec.content_type == "application/json":
+        try:
+            value: Any = json.loads(text)
+        except ValueError as exc:
+            raise ContractError(f"{channel}: not JSON: {exc}") from None
+    else:
+        value = text
+    problem = _first_error(spec.schema, value)
+    if problem is not None:
+        raise ContractError(f"{channel}: {_shorten(problem)}")
+    return value
+
+
+def _shorten(message: str, limit: int = 200) -> str:
+    return message if len(message) <= limit else message[: limit - 5] + " ...]"
+
+
+def encode(channel: str, value: Any) -> bytes:
+    """``value`` as the payload of ``channel``; refuses (:class:`ContractError`) what its schema refuses."""
+    spec = CHANNELS[channel]
+    problem = _first_error(spec.schema, value)
+    if problem is not None:
+        raise ContractError(f"{channel}: {problem}")
+    if spec.content_type == "application/json":
+        return json.dumps(value, separators=(",", ":"), sort_keys=True).encode()
+    return str(value).encode()
+
+
+def iso_time(unix: float) -> str:
+    """``unix`` seconds as UTC ISO 8601 with milliseconds, as every payload writes times.
+
+    >>> iso_time(1_800_000_000.25)
+    '2027-01-15T08:00:00.250Z'
+    """
+    return datetime.fromtimestamp(unix, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def check_headers(headers: dict[str, str]) -> str | None:
+    """What is wrong with a command's signature headers (MQTT 5 user properties), or None."""
+    return _first_error(COMMAND_HEADERS_SCHEMA, headers)
+
+
+if __name__ == "__main__":
+    from edge_daemon.asyncapi import document
+
+    sys.stdout.write(document())

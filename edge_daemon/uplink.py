@@ -1,0 +1,467 @@
+"""The uplink to the monitoring centre: MQTT 5 over TLS, with the event store as a durable outbox.
+
+paho-mqtt's in-memory queue loses what a restart or power cut interrupts, so the
+store is the outbox: an event leaves it (``uplinked_at`` is set) only when the
+broker has acknowledged it (PUBACK with a success code).  After a broker outage,
+a network cut, a daemon crash or a power loss, every event not acknowledged is
+published again, oldest first; the centre drops the copies it already has by the
+event's ``id``.
+
+Each connection is a fresh paho client run by one network thread, with its own
+reconnect backoff (``reconnect_min_s`` doubling to ``reconnect_max_s``, ±20 %
+jitter).  Every connection starts the same way, so the centre sees the newest
+state first and the backlog after it:
+
+1. the retained ``state`` (the post's alarm state now),
+2. the retained ``availability`` ``online`` (the Last Will says ``offline``),
+3. the subscription to the post's ``commands``,
+4. the backlog of events, then of audit records, in order, ``window`` at a time.
+
+Everything touching the store runs in the daemon's asyncio loop; paho's thread
+only hands callbacks over with ``call_soon_threadsafe``, so the serial link is
+never held up by a slow network, a TLS handshake or a dead broker.
+
+>>> uplink = Uplink(config.uplink, Topics("school-12", "gate-north"), store, daemon.post_state)
+>>> uplink.start(); uplink.pump()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import random
+import shutil
+import ssl
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+from alarmpost import eventnames
+from alarmpost import events as ev
+from edge_daemon import contract
+from edge_daemon.config import UplinkConfig
+from edge_daemon.contract import Topics, iso_time
+from edge_daemon.store import AuditRecord, EventStore, StoredEvent
+
+log = logging.getLogger("edge_daemon.uplink")
+
+# A command arrived: (payload, signature headers, via) -> result, published to ``results``.
+CommandHandler = Callable[[bytes, dict[str, str] | None, str], Awaitable[dict[str, Any]]]
+
+
+def event_payload(event: StoredEvent, topics: Topics, store_id: str, replayed: bool = False) -> dict[str, Any]:
+    """The ``events`` payload of a stored event."""
+    qualifier = contract.QUALIFIERS.get(event.qualifier, "status")
+    code = event.code
+    return {
+        "id": event.uid,
+        "site": topics.site,
+        "post": topics.post,
+        "n": event.id,
+        "store": store_id,
+        "source": event.source,
+        "boot": event.boot,
+        "seq": event.seq,
+        "code": code,
+        "qualifier": qualifier,
+        "zone": event.zone,
+        "value": event.value,
+        "contact_id": f"{event.qualifier}{code:03d} 01 {event.zone:03d}",
+        "text": eventnames.describe(ev.Event(event.seq, event.boot, 0, code, event.qualifier, event.zone)),
+        "board_time": {"boot": event.boot, "uptime_ms": event.uptime_ms},
+        "pi_time": iso_time(event.received_at),
+        "sent_at": iso_time(time.time()),
+        "replayed": replayed,
+    }
+
+
+def publish_properties(content_type: str) -> Properties:
+    """MQTT 5 properties of a post's message: UTF-8 text of ``content_type``."""
+    properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+    properties.PayloadFormatIndicator = 1
+    properties.ContentType = content_type
+    return properties
+
+
+def audit_payload(record: AuditRecord, store_id: str) -> dict[str, Any]:
+    """The ``audit`` payload of a stored audit record."""
+    body: dict[str, Any] = json.loads(record.body)
+    return dict(body, id=record.uid, n=record.id, store=store_id, at=iso_time(record.at))
+
+
+@dataclass
+class UplinkCounters:
+    connects: int = 0
+    connect_failures: int = 0
+    published: int = 0  # events and audit records acknowledged by the broker
+    refused: int = 0  # PUBACKs with a failure reason code (e.g. not authorised)
+    replayed: int = 0
+
+
+class Uplink:
+    """The MQTT connection of one post; see the module docstring for the order of things."""
+
+    stop_timeout_s = 2.0  # wait this long for the broker to take ``stopped`` at shutdown
+    connect_timeout_s = 5.0
+    state_min_interval_s = 1.0  # a state differing only in its event counts is sent at most this often
+
+    def __init__(
+        self,
+        config: UplinkConfig,
+        topics: Topics,
+        store: EventStore,
+        state_source: Callable[[], dict[str, Any]],
+        password: str | None = None,
+        link_counters: Callable[[], dict[str, int]] = dict,
+    ) -> None:
+        self.config = config
+        self.topics = topics
+        self.store = store
+        self.state_source = state_source
+        self.password = password
+        self.link_counters = link_counters
+        self.username = config.username or f"{topics.site}/{topics.post}"
+        self.client_id = config.client_id or f"alarmpost-{topics.site}-{topics.post}"
+        self.counters = UplinkCounters()
+        self.on_command: CommandHandler | None = None
+        self.on_request: Callable[[bytes], Awaitable[dict[str, Any]]] | None = None  # unsigned, Home Assistant
+        self.extra_on_connect: list[Callable[[], None]] = []  # e.g. Home Assistant discovery
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._halt = threading.Event()
+        self._client: mqtt.Client | None = None  # the connected client, as the loop knows it
+        self._inflight: dict[int, tuple[str, int]] = {}  # mid -> (outbox table or "", row id)
+        self._cursor = {"events": 0, "audit": 0}  # highest row id published on this connection
+        self._acked: dict[str, list[int]] = {"events": [], "audit": []}
+        self._flush_scheduled = False
+        self._waiting: dict[int, asyncio.Future[int]] = {}  # mid -> PUBACK reason code
+        self._state_sent: dict[str, Any] | None = None
+        self._state_sent_at = 0.0
+        self._next_health = 0.0
+        self._started = time.monotonic()
+
+    @property
+    def connected(self) -> bool:
+        return self._client is not None
+
+    # -- the network thread ------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start connecting (in the background); call from the daemon's running loop."""
+        self._loop = asyncio.get_running_loop()
+        self._thread = threading.Thread(target=self._run, name="mqtt-uplink", daemon=True)
+        self._thread.start()
+
+    def _new_client(self) -> mqtt.Client:
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=self.client_id,
+            protocol=mqtt.MQTTv5,
+            reconnect_on_failure=False,
+        )
+        client.connect_timeout = self.connect_timeout_s
+        client.max_inflight_messages_set(self.config.window + 8)  # the outbox window plus state and results
+        client.max_queued_messages_set(0)
+        client.username_pw_set(self.username, self.password)
+        client.will_set(self.topics.availability, contract.OFFLINE, qos=1, retain=True)
+        if self.config.tls:
+            client.tls_set(
+                ca_certs=self.config.ca_file or None,
+                certfile=self.config.cert_file or None,
+                keyfile=self.config.key_file or None,
+                cert_reqs=ssl.CERT_REQUIRED,
+                tls_version=ssl.PROTOCOL_TLS_CLIENT,
+            )
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_publish = self._on_publish
+        client.on_message = self._on_message
+        client.on_subscribe = self._on_subscribe
+        return client
+
+    def _run(self) -> None:
+        delay = self.config.reconnect_min_s
+        while not self._halt.is_set():
+            client = self._new_client()
+            began = time.monotonic()
+            try:
+                client.connect(self.config.host, self.config.port, self.config.keepalive_s, clean_start=True)
+            except (OSError, ValueError, ssl.SSLError) as exc:
+                self.counters.connect_failures += 1
+                log.warning("cannot reach the broker", extra={"host": self.config.host, "error": str(exc)})
+            else:
+                if self._halt.is_set():
+                    client.disconnect()  # stopped while connecting
+                client.loop_forever()
+            if time.monotonic() - began > 10 * self.config.reconnect_min_s + 10:
+                delay = self.config.reconnect_min_s  # that connection lasted: start the backoff afresh
+            self._halt.wait(delay * random.uniform(0.8, 1.2))
+            delay = min(delay * 2, self.config.reconnect_max_s)
+
+    def _call(self, function: Callable[..., None], *args: Any) -> None:
+        assert self._loop is not None
+        try:
+            self._loop.call_soon_threadsafe(function, *args)
+        except RuntimeError:  # the loop has closed: the daemon is stopping
+            pass
+
+    def _on_connect(self, client: mqtt.Client, _: Any, flags: Any, reason: ReasonCode, props: Any) -> None:
+        if reason.is_failure:
+            self.counters.connect_failures += 1
+            log.error("the broker refused the connection", extra={"reason": str(reason), "user": self.username})
+            client.disconnect()
+            return
+        self._call(self._connected, client)
+
+    def _on_disconnect(self, client: mqtt.Client, _: Any, flags: Any, reason: ReasonCode, props: Any) -> None:
+        self._call(self._disconnected, client, str(reason))
+
+    def _on_publish(self, client: mqtt.Client, _: Any, mid: int, reason: ReasonCode, props: Any) -> None:
+        self._call(self._puback, client, mid, reason.value, str(reason))
+
+    def _on_message(self, client: mqtt.Client, _: Any, message: mqtt.MQTTMessage) -> None:
+        props = message.properties
+        pairs = list(getattr(props, "UserProperty", []) or [])
+        correlation = getattr(props, "CorrelationData", None)
+        self._call(self._message, client, message.topic, bytes(message.payload), pairs, correlation)
+
+    def _on_subscribe(self, client: mqtt.Client, _: Any, mid: int, reasons: list[ReasonCode], props: Any) -> None:
+        for reason in reasons:
+            if reason.is_failure:
+                log.error("the broker refused the commands subscription", extra={"reason": str(reason)})
+
+    # -- the daemon's loop ---------------------------------------------------------------
+
+    def _connected(self, client: mqtt.Client) -> None:
+        if self._halt.is_set():
+            return
+        self._client = client
+        self._inflight = {}
+        self._cursor = {"events": 0, "audit": 0}
+        self.counters.connects += 1
+        log.info("connected to the broker", extra={"host": self.config.host, "client_id": self.client_id})
+        self._send_state(force=True)
+        self.publish("availability", contract.ONLINE)
+        client.subscribe(self.topics.commands, qos=1)
+        if self.on_request is not None:
+            client.subscribe(self.topics.requests, qos=1)
+        for extra in self.extra_on_connect:
+            extra()
+        self.pump()
+
+    def _disconnected(self, client: mqtt.Client, reason: str) -> None:
+        if client is not self._client:
+            return
+        self._client = None
+        self._inflight = {}
+        for future in self._waiting.values():
+            if not future.done():
+                future.set_exception(ConnectionError("disconnected before the broker acknowledged"))
+        self._waiting = {}
+        log.warning("disconnected from the broker", extra={"reason": reason})
+
+    def _publish(
+        self, topic: str, payload: bytes, qos: int = 1, retain: bool = False, outbox: tuple[str, int] | None = None
+    ) -> int | None:
+        client = self._client
+        if client is None:
+            return None
+        info = client.publish(topic, payload, qos=qos, retain=retain, properties=publish_properties("application/json"))
+        if qos > 0:
+            self._inflight[info.mid] = outbox or ("", 0)
+        return info.mid
+
+    def publish(self, channel: str, value: Any, correlation: bytes | None = None) -> int | None:
+        """Publish ``value`` on one of the post's channels now (None when not connected)."""
+        spec = contract.CHANNELS[channel]
+        payload = contract.encode(channel, value)
+        client = self._client
+        if client is None:
+            return None
+        properties = publish_properties(spec.content_type)
+        if correlation is not None:
+            properties.CorrelationData = correlation
+        topic = self.topics.of(channel)
+        info = client.publish(topic, payload, qos=spec.qos, retain=spec.retained, properties=properties)
+        if spec.qos > 0:
+            self._inflight[info.mid] = ("", 0)
+        return info.mid
+
+    def publish_retained(self, topic: str, value: dict[str, Any]) -> None:
+        """Publish ``value`` as JSON, retained, on a topic outside the post's channels (discovery)."""
+        if self._client is not None:
+            self._publish(topic, json.dumps(value, sort_keys=True).encode(), retain=True)
+
+    def pump(self) -> None:
+        """Publish what waits in the outbox, oldest first, up to ``window`` unacknowledged."""
+        if self._client is None:
+            return
+        room = self.config.window - sum(1 for table, _ in self._inflight.values() if table)
+        if room <= 0:
+            return
+        store_id = self.store.store_id
+        for event in self.store.pending_uplink(room, after=self._cursor["events"]):
+            payload = contract.encode("events", event_payload(event, self.topics, store_id))
+            self._publish(self.topics.events, payload, outbox=("events", event.id))
+            self._cursor["events"] = event.id
+            room -= 1
+        if room <= 0:
+            return
+        for record in self.store.pending_audit(room, after=self._cursor["audit"]):
+            payload = contract.encode("audit", audit_payload(record, store_id))
+            self._publish(self.topics.audit, payload, outbox=("audit", record.id))
+            self._cursor["audit"] = record.id
+
+    def _puback(self, client: mqtt.Client, mid: int, code: int, reason: str) -> None:
+        if client is not self._client:
+            return
+        table, row = self._inflight.pop(mid, ("", 0))
+        waiter = self._waiting.pop(mid, None)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(code)
+        if code >= 0x80:
+            self.counters.refused += 1
+            log.error(
+                "the broker refused a message: reconnecting to send it again",
+                extra={"table": table or "-", "row": row, "reason": reason},
+            )
+            client.disconnect()  # nothing is skipped: the backlog is sent again after the backoff
+            return
+        if table:
+            self._acked[table].append(row)
+            if not self._flush_scheduled:
+                self._flush_scheduled = True
+                asyncio.get_running_loop().call_soon(self._flush_acked)
+        self.pump()
+
+    def _flush_acked(self) -> None:
+        """Mark what the broker acknowledged as delivered: one commit for all PUBACKs of a loop turn."""
+        self._flush_scheduled = False
+        for table, rows in self._acked.items():
+            if rows:
+                self.counters.published += self.store.mark_uplinked(rows, table=table)
+                self._acked[table] = []
+        self.pump()
+
+    def _message(
+        self, client: mqtt.Client, topic: str, payload: bytes, pairs: list[tuple[str, str]], correlation: Any
+    ) -> None:
+        if client is not self._client:
+            return
+        if topic == self.topics.requests and self.on_request is not None:
+            asyncio.get_running_loop().create_task(self._answer_request(payload))
+            return
+        if topic != self.topics.commands or self.on_command is None:
+            return
+        headers = dict(pairs) if pairs else None
+        if headers is not None and len(headers) != len(pairs):
+            headers = {"malformed": "a user property appears twice"}
+        asyncio.get_running_loop().create_task(self._answer(payload, headers, correlation))
+
+    async def _answer(self, payload: bytes, headers: dict[str, str] | None, correlation: Any) -> None:
+        assert self.on_command is not None
+        result = await self.on_command(payload, headers, "commands")
+        self.publish("results", result, correlation=bytes(correlation) if correlation is not None else None)
+        self.pump()  # the command's audit record
+
+    async def _answer_request(self, payload: bytes) -> None:
+        assert self.on_request is not None
+        self.publish("results", await self.on_request(payload))
+        self.pump()
+
+    # -- state, health, replay -----------------------------------------------------------
+
+    def _send_state(self, force: bool = False) -> None:
+        state = self.state_source()
+        changed = self._state_sent is None or _without(state, "updated_at", "events") != _without(
+            self._state_sent, "updated_at", "events"
+        )
+        counts_changed = self._state_sent is not None and state["events"] != self._state_sent["events"]
+        due = time.monotonic() - self._state_sent_at >= self.state_min_interval_s
+        if not (force or changed or (counts_changed and due)):
+            return
+        if self.publish("state", state) is not None:
+            self._state_sent = state
+            self._state_sent_at = time.monotonic()
+
+    def tick(self) -> None:
+        """Call several times a second: sends a changed state, due health reports and the outbox."""
+        if self._client is None:
+            return
+        self._send_state()
+        now = time.monotonic()
+        if now >= self._next_health:
+            self._next_health = now + self.config.health_s
+            self.publish("health", self.health())
+        self.pump()
+
+    def health(self) -> dict[str, Any]:
+        backlog, oldest = self.store.backlog()
+        path = Path(self.store.path)
+        try:
+            store_bytes = sum(p.stat().st_size for p in path.parent.glob(path.name + "*"))
+        except OSError:
+            store_bytes = 0
+        return {
+            "at": iso_time(time.time()),
+            "uptime_s": round(time.monotonic() - self._started, 3),
+            "backlog": backlog,
+            "oldest_pending_s": None if oldest is None else round(max(0.0, time.time() - oldest), 3),
+            "connects": self.counters.connects,
+            "published": self.counters.published,
+            "link": self.link_counters(),
+            "store_bytes": store_bytes,
+            "disk_free_bytes": shutil.disk_usage(path.parent).free,
+            "cpu_temp_c": _cpu_temperature(),
+            "load_1m": os.getloadavg()[0],
+        }
+
+    def replay(self, first: int, count: int) -> int:
+        """Publish the events numbered ``first`` .. ``first + count - 1`` again (the centre asked); how many."""
+        store_id = self.store.store_id
+        events = self.store.events_from(first, count)
+        for event in events:
+            payload = contract.encode("events", event_payload(event, self.topics, store_id, replayed=True))
+            self._publish(self.topics.events, payload)
+        self.counters.replayed += len(events)
+        return len(events)
+
+    async def stop(self) -> None:
+        """Say ``stopped`` (retained), disconnect cleanly (no Last Will) and end the network thread."""
+        client = self._client
+        if client is not None:
+            mid = self.publish("availability", contract.STOPPED)
+            if mid is not None:
+                waiter: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+                self._waiting[mid] = waiter
+                try:
+                    await asyncio.wait_for(waiter, self.stop_timeout_s)
+                except (TimeoutError, ConnectionError):
+                    log.warning("the broker did not take 'stopped' in time")
+            client.disconnect()
+        self._halt.set()
+        if self._thread is not None:
+            await asyncio.to_thread(self._thread.join, self.connect_timeout_s + 1)
+        self._client = None
+
+
+def _without(state: dict[str, Any], *keys: str) -> dict[str, Any]:
+    return {k: v for k, v in state.items() if k not in keys}
+
+
+def _cpu_temperature() -> float | None:
+    try:
+        return int(Path("/sys/class/thermal/thermal_zone0/temp").read_text()) / 1000
+    except (OSError, ValueError):
+        return None
