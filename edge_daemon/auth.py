@@ -10,7 +10,7 @@ broker.  The centre signs, as MQTT 5 user properties of the command:
 
 The post accepts a command only when the signature matches, ``ts`` is within
 ``window_s`` (30 s) of its own clock, and the nonce has not been seen before.
-Nonces are remembered durably (in the event store) for twice the window, so a
+Nonces are remembered durably (in the event store) for four times the window, so a
 captured command cannot be replayed, not even across a restart of the daemon.
 
 >>> key = bytes(32)

@@ -15,9 +15,10 @@ Commands are signed with the post's key (:mod:`edge_daemon.auth`) and sent as
 MQTT 5 requests: the response topic is the post's ``results`` and the
 correlation data a fresh id, which the post echoes in its result.
 
->>> with Centre("127.0.0.1", 1883, keys={("school-12", "gate-north"): key}, tls=False) as centre:
-...     centre.command("school-12", "gate-north", "acknowledge")["status"]
-'ok'
+Example::
+
+    with Centre("127.0.0.1", 1883, keys={("school-12", "gate-north"): key}, tls=False) as centre:
+        centre.command("school-12", "gate-north", "acknowledge")["status"]  # 'ok'
 
 From the shell (``--help`` lists the options)::
 
@@ -49,6 +50,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from edge_daemon import auth, contract
 from edge_daemon.contract import ContractError, Topics
+from edge_daemon.uplink import send_at_once
 
 log = logging.getLogger("edge_daemon.centre")
 
@@ -103,7 +105,8 @@ class Centre:
     ) -> None:
         self.host, self.port = host, port
         self._keys = keys
-        self.messages: queue.Queue[Message] = queue.Queue()  # new events and everything else, as they come
+        self.received: list[Message] = []  # new events and everything else, in arrival order
+        self._arrived = threading.Condition()
         self.events: list[Message] = []  # every new event, in arrival order
         self.duplicates = 0
         self.invalid: list[str] = []  # messages that broke the contract, described
@@ -127,6 +130,7 @@ class Centre:
         if tls:
             self.client.tls_set(ca_certs=ca_file, certfile=cert_file, keyfile=key_file, cert_reqs=ssl.CERT_REQUIRED)
         self.client.reconnect_delay_set(1, 5)
+        self.client.on_socket_open = send_at_once
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
@@ -194,7 +198,9 @@ class Centre:
                 self._check_tail((site, post), payload["events"])
             elif channel == "availability":
                 self.availability[(site, post)] = payload
-        self.messages.put(got)
+        with self._arrived:
+            self.received.append(got)
+            self._arrived.notify_all()
 
     def _new_event(self, got: Message) -> bool:
         """Record an event; False for a copy already seen.  Asks for a replay of any gap."""
@@ -245,25 +251,34 @@ class Centre:
                 return []
             return [n for n in range(track.next_n, max(track.above)) if n not in track.above]
 
-    def wait_for(self, test: Callable[[Message], bool], timeout: float = 10.0) -> Message:
-        """The next message (from now on) for which ``test`` is true; CentreError after ``timeout``."""
+    def wait_for(self, test: Callable[[Message], bool], timeout: float = 10.0, since: int | None = None) -> Message:
+        """The first message for which ``test`` is true, from index ``since`` of :attr:`received`
+        (default: from now on); CentreError after ``timeout``."""
         deadline = time.monotonic() + timeout
-        while True:
-            left = deadline - time.monotonic()
-            try:
-                message = self.messages.get(timeout=max(left, 0.001))
-            except queue.Empty:
-                raise CentreError(f"no matching message within {timeout:g} s") from None
-            if test(message):
-                return message
+        with self._arrived:
+            index = len(self.received) if since is None else since
+            while True:
+                for message in self.received[index:]:
+                    if test(message):
+                        return message
+                index = len(self.received)
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise CentreError(f"no matching message within {timeout:g} s")
+                self._arrived.wait(left)
 
     def stream(self, timeout: float | None = None) -> Iterator[Message]:
-        """Messages as they arrive; ends after ``timeout`` seconds of silence (never with None)."""
+        """Messages as they arrive, from now on; ends after ``timeout`` seconds of silence (never with None)."""
+        index = len(self.received)
         while True:
-            try:
-                yield self.messages.get(timeout=timeout)
-            except queue.Empty:
+            with self._arrived:
+                if index >= len(self.received):
+                    self._arrived.wait(timeout)
+                batch = self.received[index:]
+                index = len(self.received)
+            if not batch and timeout is not None:
                 return
+            yield from batch
 
     # -- commanding ----------------------------------------------------------------------
 

@@ -11,10 +11,10 @@ answered ``unavailable`` on a post without one.  Home Assistant's buttons reach
 the desk unsigned and may ask only for ``status`` and ``self_test``, which
 touch neither the outputs nor the alarm.
 
->>> desk = CommandDesk(key, store, link, topics)
->>> result = await desk.handle(payload, headers, "commands")
->>> result["status"]
-'ok'
+Example (inside the daemon's running loop)::
+
+    desk = CommandDesk(key, store, link, topics)
+    result = await desk.handle(payload, headers, "commands")  # {"status": "ok", ...}
 """
 
 from __future__ import annotations

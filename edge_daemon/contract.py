@@ -90,14 +90,20 @@ NONCE_PATTERN = r"^[0-9a-f]{32}$"
 
 _UUID = {"type": "string", "pattern": "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"}
 _TIME = {"type": "string", "format": "date-time", "description": "UTC, ISO 8601 with milliseconds"}
-_ID_SCHEMA = {"type": "string", "pattern": ID_PATTERN}
+_ID_SCHEMA = {"type": "string", "pattern": ID_PATTERN, "maxLength": 64}
 _COUNT = {"type": "integer", "minimum": 0}
 
 
 def _object(required: dict[str, Any], optional: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
     """A closed JSON object schema: ``required`` keys must be there, ``optional`` ones may."""
     properties = dict(required, **(optional or {}))
-    return {"type": "object", "additionalProperties": False, "required": list(required), "properties": properties}
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "required": list(required),
+        "properties": properties,
+        **extra,
+    }
 
 
 AVAILABILITY_SCHEMA = {
@@ -116,11 +122,15 @@ EVENT_SCHEMA = _object(
         "source": {"type": "string", "enum": ["board", "daemon"]},
         "boot": {"type": "integer", "minimum": 0, "maximum": 65535},
         "seq": {"type": "integer", "minimum": 0, "description": "the source's own sequence number"},
-        "code": {"type": "integer", "minimum": 100, "maximum": 999, "description": "Contact ID event code"},
+        "code": {"type": "integer", "minimum": 0, "maximum": 65535, "description": "Contact ID event code (3 digits)"},
         "qualifier": {"type": "string", "enum": list(QUALIFIERS.values())},
         "zone": {"type": "integer", "minimum": 0, "maximum": 255},
         "value": {"type": "integer", "minimum": 0, "maximum": 65535},
-        "contact_id": {"type": "string", "pattern": "^[136][0-9]{3} [0-9]{2} [0-9]{3}$"},
+        "contact_id": {
+            "type": "string",
+            "pattern": "^[136][0-9]{3,5} [0-9]{2} [0-9]{3}$",
+            "description": "Contact ID QXYZ GG CCC: qualifier (1 new, 3 restore, 6 status), code, group 01, zone",
+        },
         "text": {"type": "string"},
         "board_time": _object(
             {"boot": {"type": "integer", "minimum": 0}, "uptime_ms": _COUNT},
@@ -194,9 +204,19 @@ COMMAND_SCHEMA: dict[str, Any] = dict(
 COMMAND_HEADERS_SCHEMA = _object(
     {
         "alg": {"type": "string", "const": SIGNATURE_ALGORITHM},
-        "ts": {"type": "string", "pattern": "^[0-9]{1,12}$", "description": "unix seconds when signed"},
-        "nonce": {"type": "string", "pattern": NONCE_PATTERN, "description": "128 random bits, hex; never reused"},
-        "sig": {"type": "string", "pattern": "^[0-9a-f]{64}$", "description": "HMAC-SHA256, hex"},
+        "ts": {
+            "type": "string",
+            "pattern": "^[0-9]{1,12}$",
+            "maxLength": 12,
+            "description": "unix seconds when signed",
+        },
+        "nonce": {
+            "type": "string",
+            "pattern": NONCE_PATTERN,
+            "maxLength": 32,
+            "description": "128 random bits, hex; never reused",
+        },
+        "sig": {"type": "string", "pattern": "^[0-9a-f]{64}$", "maxLength": 64, "description": "HMAC-SHA256, hex"},
     }
 )
 

@@ -17,8 +17,10 @@ The entities read the post's retained ``state`` and ``availability``, so they ar
 right as soon as Home Assistant subscribes.  The broker's ACL must let the post
 write ``<discovery_prefix>/+/alarmpost_<site>_<post>/#`` (see ``edge_daemon/mosquitto/acl``).
 
->>> Discovery(uplink, "homeassistant", "0.1.0").configs()[0][0]
-'homeassistant/sensor/alarmpost_school-12_gate-north/alarm/config'
+Example::
+
+    Discovery(uplink, "homeassistant", "0.1.0").configs()[0][0]
+    # 'homeassistant/sensor/alarmpost_school-12_gate-north/alarm/config'
 """
 
 from __future__ import annotations

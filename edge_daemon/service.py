@@ -143,14 +143,12 @@ class Daemon:
             self.stopping.set()
             return
         self.link.feed(data)
-        if self.uplink is not None:
-            self.uplink.tick()
+        self._uplink_tick()
 
     def _alarm_line_changed(self, active: bool) -> None:
         log.warning("alarm line " + ("active" if active else "clear"), extra={"board": self.config.board.name})
         self.link.own_event(ev.PANIC, ev.NEW if active else ev.RESTORE, ev.ZONE_ALARM_LINE)
-        if self.uplink is not None:
-            self.uplink.tick()
+        self._uplink_tick()
 
     def _start_gpio(self, loop: asyncio.AbstractEventLoop) -> None:
         gpio = self.config.gpio
@@ -170,6 +168,15 @@ class Daemon:
         if self.alarm_line.active:
             self._alarm_line_changed(True)
 
+    def _uplink_tick(self) -> None:
+        """Let the uplink send what is due; a fault in it never stops the link and the store."""
+        if self.uplink is None:
+            return
+        try:
+            self.uplink.tick()
+        except Exception:
+            log.exception("the uplink failed a turn; events stay in the store until it recovers")
+
     def reset_board(self) -> None:
         if self.board_reset is not None:
             log.warning("pulsing the board's reset", extra={"board": self.config.board.name})
@@ -188,8 +195,7 @@ class Daemon:
         try:
             while not self.stopping.is_set():
                 self.link.tick()
-                if self.uplink is not None:
-                    self.uplink.tick()
+                self._uplink_tick()
                 if watchdog is not None and loop.time() >= next_feed:
                     sdnotify.watchdog()
                     next_feed = loop.time() + watchdog

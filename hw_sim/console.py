@@ -417,9 +417,7 @@ class Pi:
                 return
         last = self.stored[-1].id if self.stored else 0
         try:
-            rows = self._reader.execute(
-                f"SELECT {COLUMNS} FROM events WHERE id > ? ORDER BY id", (last,)
-            ).fetchall()
+            rows = self._reader.execute(f"SELECT {COLUMNS} FROM events WHERE id > ? ORDER BY id", (last,)).fetchall()
         except sqlite3.Error:  # not created yet, or busy: next poll
             self._reader.close()
             self._reader = None

@@ -167,7 +167,8 @@ class Link:
         flags = (codec.HB_SIREN if post.sounding else 0) | (codec.HB_STROBE if post.flashing else 0)
         if post.testing:
             flags |= codec.HB_TESTING
-        self._write(codec.encode(codec.HEARTBEAT, codec.pack(codec.HEARTBEAT, flags, state, len(post.faults), post.seq)))
+        payload = codec.pack(codec.HEARTBEAT, flags, state, len(post.faults), post.seq)
+        self._write(codec.encode(codec.HEARTBEAT, payload))
 
     def beat_soon(self):
         """What the post shows changed: tell the Pi in a heartbeat now, not at the next period."""

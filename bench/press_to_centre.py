@@ -1,0 +1,120 @@
+"""Press to centre: the time from a press on the sim board to the event at a subscriber of the broker.
+
+The whole path is real: the board's firmware under the MicroPython unix port
+(glitch filter, journal), the UART wire on a pty at 115200 baud, the edge
+daemon process (SQLite commit with ``synchronous=FULL``, then MQTT 5 QoS 1), a
+real mosquitto on loopback, and the reference centre's subscriber.  The clock
+starts at the press's first contact edge and stops when the centre's MQTT
+thread has the event; both times come from this process's monotonic clock.
+
+Every press is a new event: the first raises the alarm, the next ones while it
+is latched are repeat presses (each journaled and reported); every
+``--reset-every`` presses the key switch resets the post.  ``lost`` counts
+presses whose event never reached the centre; ``duplicates`` copies the centre
+dropped by event id.  Alongside the total, ``board_p50_ms`` (press to the
+board's console line) and ``pi_p50_ms`` (press to the daemon's store) split
+where the time goes.
+
+    python bench/press_to_centre.py [--presses 200]
+
+The last line printed is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from alarmpost import events as ev
+from edge_daemon.centre import Message
+from hw_sim.bench import BenchError
+from hw_sim.mosquitto import Mosquitto
+from hw_sim.uplinked import UplinkedPost
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def run(presses: int, reset_every: int) -> dict[str, object]:
+    totals: list[float] = []
+    at_board: list[float] = []
+    at_pi: list[float] = []
+    lost = 0
+    with tempfile.TemporaryDirectory() as tmp, Mosquitto(Path(tmp) / "broker") as broker:
+        post = UplinkedPost(Path(tmp), "127.0.0.1", broker.port)
+        post.start()
+        try:
+            centre = post.centre()
+            post.wait_online(centre)
+            bench = post.bench
+            wall_minus_mono = time.time() - time.monotonic()
+            for index in range(presses):
+                mark, inputs = len(bench.logged), len(bench.inputs_seen)
+                t_press = bench.press()
+                board = bench.wait_event(ev.PANIC, since=mark)
+                logged = next(x for x in bench.logged[mark:] if x.event.seq == board.seq)
+
+                def is_this(m: Message, seq: int = board.seq) -> bool:
+                    return m.channel == "events" and m.payload["seq"] == seq and m.payload["source"] == "board"
+
+                try:
+                    got = centre.wait_for(is_this, 10, since=0 if index == 0 else None)
+                except Exception:
+                    got = None
+                if got is None:
+                    lost += 1
+                else:
+                    totals.append((got.received - t_press) * 1000)
+                    at_board.append((logged.t - t_press) * 1000)
+                    stored = _unix(got.payload["pi_time"]) - wall_minus_mono
+                    at_pi.append((stored - t_press) * 1000)
+                bench.wait_input("button", True, since=inputs)
+                inputs = len(bench.inputs_seen)
+                bench.release()
+                bench.wait_input("button", False, since=inputs)
+                if (index + 1) % reset_every == 0:
+                    mark = len(bench.logged)
+                    bench.turn_key(hold_s=0.08)
+                    bench.wait_event(ev.PANIC_RESET, since=mark)
+            missing = post.wait_delivered(centre, timeout=30)
+        except BenchError:
+            print(post.log_tail())
+            raise
+        finally:
+            post.stop()
+    return {
+        "benchmark": "press_to_centre",
+        "presses": presses,
+        "p50_ms": round(statistics.median(totals), 2),
+        "p99_ms": round(percentile(totals, 0.99), 2),
+        "max_ms": round(max(totals), 2),
+        "board_p50_ms": round(statistics.median(at_board), 2),
+        "pi_p50_ms": round(statistics.median(at_pi), 2),
+        "lost": lost + len(missing),
+        "duplicates": centre.duplicates,
+        "broker": "mosquitto",
+    }
+
+
+def _unix(iso: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--presses", type=int, default=200)
+    parser.add_argument("--reset-every", type=int, default=20)
+    args = parser.parse_args()
+    print(json.dumps(run(args.presses, args.reset_every)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,134 @@
+"""A whole post on the bench with its uplink: board, edge daemon process, broker and a centre.
+
+Used by the uplink tests, ``bench/press_to_centre.py`` and ``bench/uplink_faults.py``.
+The board runs on the bench, the daemon is its own process (so it can be
+killed for real) with ``[uplink]`` pointing at the broker the caller started,
+and :class:`edge_daemon.centre.Centre` is the monitoring centre.
+
+Example::
+
+    post = UplinkedPost(tmp_path, "127.0.0.1", broker.port)
+    post.start()
+    centre = post.centre()
+    post.bench.press()
+    centre.wait_for(lambda m: m.channel == "events")
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from edge_daemon import auth
+from edge_daemon.centre import Centre, Message
+from hw_sim.bench import Bench, BenchError
+from hw_sim.linked import PiProcess, linked_bench
+
+
+class UplinkedPost:
+    site = "school-1"
+    keepalive_s = 5  # the broker sends the Last Will within 1.5 × this after the daemon vanishes
+
+    def __init__(
+        self,
+        folder: Path,
+        host: str,
+        port: int,
+        post: str = "post-1",
+        uplink: dict[str, Any] | None = None,
+        bench: Bench | None = None,
+    ) -> None:
+        self.folder = folder
+        self.host, self.port = host, port
+        self.post = post
+        self.key = bytes.fromhex(auth.new_key())
+        key_file = folder / "command.key"
+        key_file.write_text(self.key.hex())
+        settings: dict[str, Any] = {
+            "enabled": True,
+            "host": host,
+            "port": port,
+            "site": self.site,
+            "tls": False,
+            "command_key_file": str(key_file),
+            "keepalive_s": self.keepalive_s,
+            "reconnect_min_s": 0.2,
+            "reconnect_max_s": 2.0,
+        }
+        settings.update(uplink or {})
+        toml = "\n[uplink]\n" + "".join(f"{k} = {_toml(v)}\n" for k, v in settings.items())
+        self.bench = bench if bench is not None else linked_bench(folder)
+        assert self.bench.wire is not None
+        self.pi = PiProcess(self.bench.wire.path, folder, board=post, extra=toml)
+        self.centres: list[Centre] = []
+
+    def start(self) -> None:
+        self.pi.start()
+
+    def centre(self, host: str | None = None, port: int | None = None, **options: Any) -> Centre:
+        """A connected centre holding this post's key (closed by :meth:`stop`)."""
+        options.setdefault("username", None)
+        options.setdefault("tls", False)
+        centre = Centre(host or self.host, port or self.port, keys={(self.site, self.post): self.key}, **options)
+        centre.connect()
+        self.centres.append(centre)
+        return centre
+
+    def wait_online(self, centre: Centre, timeout: float = 20.0) -> Message:
+        return centre.wait_for(lambda m: m.channel == "availability" and m.payload == "online", timeout)
+
+    def stop(self) -> None:
+        for centre in self.centres:
+            centre.close()
+        self.pi.stop()
+        self.bench.stop()
+
+    # -- checking delivery --------------------------------------------------------------
+
+    def board_seqs(self) -> list[int]:
+        """Sequence numbers of every event the board raised."""
+        return sorted({x.event.seq for x in self.bench.logged})
+
+    @staticmethod
+    def centre_seqs(centre: Centre, source: str = "board") -> list[int]:
+        return sorted(m.payload["seq"] for m in centre.events if m.payload["source"] == source)
+
+    def wait_delivered(self, centre: Centre, timeout: float = 60.0) -> list[int]:
+        """Wait until the centre holds every event the board raised; the missing ones on timeout."""
+        deadline = time.monotonic() + timeout
+        while True:
+            missing = sorted(set(self.board_seqs()) - set(self.centre_seqs(centre)))
+            if not missing:
+                return []
+            if time.monotonic() > deadline:
+                return missing
+            try:
+                centre.wait_for(lambda m: m.channel == "events", min(1.0, max(0.01, deadline - time.monotonic())))
+            except Exception:  # no event in the last second: look again (a replay may be on its way)
+                pass
+
+    def log_tail(self, chars: int = 3000) -> str:
+        return (self.folder / f"daemon{self.pi.starts}.log").read_text()[-chars:]
+
+
+def _toml(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return str(value)
+
+
+def press_burst(bench: Bench, presses: int) -> None:
+    """Press and release the button ``presses`` times; each press raises a panic event (new or repeat)."""
+    for _ in range(presses):
+        mark = len(bench.logged)
+        bench.press()
+        bench.wait_event(120, since=mark)
+        inputs = len(bench.inputs_seen)
+        bench.release()
+        try:
+            bench.wait_input("button", False, since=inputs)
+        except BenchError:
+            pass

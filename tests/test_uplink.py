@@ -1,0 +1,207 @@
+"""The uplink against a real mosquitto: events at the centre, retained state, Last Will, commands, audit."""
+
+from __future__ import annotations
+
+import socket as _socket
+import subprocess as _sp
+import time
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from alarmpost import events as ev
+from edge_daemon import auth, contract
+from edge_daemon.centre import Centre, Message
+from hw_sim.uplinked import UplinkedPost
+
+from .conftest import require
+
+
+class _TmpBroker:
+    def __init__(self, folder: Path) -> None:
+        s = _socket.socket()
+        s.bind(("127.0.0.1", 0))
+        self.port = s.getsockname()[1]
+        s.close()
+        conf = folder / "m.conf"
+        conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\n")
+        self.proc = _sp.Popen(["mosquitto", "-c", str(conf)], stdout=_sp.DEVNULL, stderr=_sp.DEVNULL)
+        for _ in range(100):
+            try:
+                _socket.create_connection(("127.0.0.1", self.port), 0.1).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+
+
+@pytest.fixture
+def broker(tmp_path: Path):  # type: ignore[no-untyped-def]
+    b = _TmpBroker(tmp_path)
+    yield b
+    b.proc.kill()
+
+
+@pytest.fixture
+def post(tmp_path: Path, broker) -> Iterator[UplinkedPost]:  # type: ignore[no-untyped-def]
+    require("micropython")
+    rig = UplinkedPost(tmp_path, "127.0.0.1", broker.port)
+    rig.start()
+    yield rig
+    rig.stop()
+
+
+@pytest.fixture
+def centre(post: UplinkedPost) -> Centre:
+    centre = post.centre()
+    post.wait_online(centre)
+    return centre
+
+
+def is_event(code: int, qualifier: str = "new") -> object:
+    return lambda m: m.channel == "events" and m.payload["code"] == code and m.payload["qualifier"] == qualifier
+
+
+def is_state(alarm: str) -> object:
+    return lambda m: m.channel == "state" and m.payload["alarm"] == alarm
+
+
+def audit_of(centre: Centre, auth_verdict: str) -> Message:
+    return centre.wait_for(lambda m: m.channel == "audit" and m.payload["auth"] == auth_verdict, since=0)
+
+
+def test_a_press_reaches_an_independent_subscriber_as_a_schema_valid_event(post: UplinkedPost, centre: Centre) -> None:
+    post.bench.press()
+    board_event = post.bench.wait_event(ev.PANIC)
+    got = centre.wait_for(is_event(ev.PANIC), since=0)  # type: ignore[arg-type]
+    event = got.payload
+    contract.decode("events", contract.encode("events", event))  # the centre checked it on arrival too
+    assert centre.invalid == []
+    assert (event["site"], event["post"], event["source"]) == (post.site, post.post, "board")
+    assert (event["seq"], event["boot"], event["zone"]) == (board_event.seq, board_event.boot, ev.ZONE_BUTTON)
+    assert event["contact_id"] == "1120 01 001"
+    assert event["board_time"] == {"boot": board_event.boot, "uptime_ms": board_event.uptime_ms}
+    assert abs(datetime.fromisoformat(event["pi_time"]).timestamp() - time.time()) < 30
+    numbers = [m.payload["n"] for m in centre.events]
+    assert numbers == sorted(numbers) and len(set(numbers)) == len(numbers)
+
+
+def test_retained_state_and_availability_behave_as_documented(post: UplinkedPost, centre: Centre) -> None:
+    post.bench.press()
+    centre.wait_for(is_state("alarm"), since=0)  # type: ignore[arg-type]
+    late = post.centre(clean=True)  # a centre that joins now gets the retained state at once
+    state = late.wait_for(lambda m: m.channel == "state", since=0).payload
+    assert state["alarm"] == "alarm" and state["link"] == "up" and state["outputs"]["siren"] is True
+    assert late.wait_for(lambda m: m.channel == "availability", since=0).payload == contract.ONLINE
+
+    def availability(since: int) -> str:
+        return str(centre.wait_for(lambda m: m.channel == "availability", 3 * post.keepalive_s, since).payload)
+
+    mark = len(centre.received)
+    post.pi.kill()  # the daemon vanishes: the broker publishes its Last Will
+    assert availability(mark) == contract.OFFLINE
+    post.pi.start()
+    post.wait_online(centre)
+    mark = len(centre.received)
+    assert post.pi.stop() == 0  # a clean stop says "stopped", not "offline"
+    assert availability(mark) == contract.STOPPED
+    after = post.centre(clean=True)
+    assert after.wait_for(lambda m: m.channel == "availability", since=0).payload == contract.STOPPED
+
+
+def test_acknowledge_silence_and_reset_from_the_centre(post: UplinkedPost, centre: Centre) -> None:
+    bench, site, name = post.bench, post.site, post.post
+    mark = len(centre.received)
+    bench.press()
+    bench.wait_state("alarm")
+    centre.wait_for(is_state("alarm"), since=mark)  # type: ignore[arg-type]
+
+    mark, shown = len(centre.received), len(bench.shown)
+    assert centre.command(site, name, "acknowledge", operator="desk 3")["status"] == "ok"
+    assert bench.wait_state("acknowledged", since=shown).siren  # the strobe pattern changes, the siren sounds on
+    centre.wait_for(is_state("acknowledged"), since=mark)  # type: ignore[arg-type]
+
+    mark, since = len(centre.received), time.monotonic()
+    assert centre.command(site, name, "silence")["status"] == "ok"
+    bench.wait_output("siren", False, after=since)
+    state = centre.wait_for(lambda m: m.channel == "state" and m.payload["outputs"]["siren"] is False, since=mark)
+    assert state.payload["alarm"] == "silenced"
+
+    mark, shown = len(centre.received), len(bench.shown)
+    assert centre.command(site, name, "reset")["status"] == "ok"
+    bench.wait_state("idle", since=shown)
+    centre.wait_for(is_state("idle"), since=mark)  # type: ignore[arg-type]
+    centre.wait_for(is_event(ev.PANIC_RESET), since=mark)  # type: ignore[arg-type]
+    audit = centre.wait_for(lambda m: m.channel == "audit" and m.payload["operator"] == "desk 3", since=0).payload
+    assert (audit["command"], audit["auth"], audit["status"]) == ("acknowledge", "valid", "ok")
+
+
+def test_forged_unsigned_expired_and_replayed_commands_change_nothing_and_are_audited(
+    post: UplinkedPost, centre: Centre
+) -> None:
+    bench, site, name = post.bench, post.site, post.post
+    topic = contract.Topics(site, name).commands
+    reset = contract.encode("commands", {"command": "reset", "operator": "desk 1"})
+    captured = auth.sign(post.key, topic, reset)
+    bench.press()
+    bench.wait_state("alarm")
+    bench.wait_input("button", True)
+    inputs = len(bench.inputs_seen)
+    bench.release()
+    bench.wait_input("button", False, since=inputs)
+    shown = len(bench.shown)
+    assert centre.send(site, name, "reset", payload=reset, headers=captured)["status"] == "ok"  # type: ignore[index]
+    bench.wait_state("idle", since=shown)
+    shown = len(bench.shown)
+    bench.press()
+    bench.wait_state("alarm", since=shown)
+
+    attempts = {
+        "unsigned": {},
+        "forged": auth.sign(bytes(32), topic, reset),
+        "expired": auth.sign(post.key, topic, reset, now=time.time() - 120),
+        "replayed": captured,
+    }
+    for verdict, headers in attempts.items():
+        result = centre.send(site, name, "reset", payload=reset, headers=headers)
+        assert result is not None and result["status"] == "unauthenticated", verdict
+        audit = audit_of(centre, verdict).payload
+        assert (audit["command"], audit["status"]) == ("reset", "unauthenticated")
+    forged_payload = contract.encode("commands", {"command": "silence"})  # a valid signature over another command
+    result = centre.send(site, name, "silence", payload=forged_payload, headers=auth.sign(post.key, topic, reset))
+    assert result is not None and result["status"] == "unauthenticated"
+
+    assert bench.state == "alarm" and bench.is_on("siren")  # nothing changed on the post
+    assert post.bench.events(ev.PANIC_RESET) == [post.bench.events(ev.PANIC_RESET)[0]]
+
+
+def test_a_command_while_the_board_link_is_down_is_not_sent(post: UplinkedPost, centre: Centre) -> None:
+    assert post.bench.wire is not None
+    mark = len(centre.received)
+    post.bench.wire.cut()
+    centre.wait_for(lambda m: m.channel == "state" and m.payload["link"] == "down", 10, since=mark)
+    result = centre.command(post.site, post.post, "status")
+    assert result["status"] == "link_down"
+    mark = len(centre.received)
+    post.bench.wire.mend()
+    centre.wait_for(lambda m: m.channel == "state" and m.payload["link"] == "up", 10, since=mark)
+    assert centre.command(post.site, post.post, "status")["data"]["state"] == "idle"
+
+
+def test_a_malformed_command_is_answered_and_audited(post: UplinkedPost, centre: Centre) -> None:
+    topic = contract.Topics(post.site, post.post).commands
+    for payload in (b"\xff\xfe", b"not json", b'{"command": "dance"}', b'{"command": "config_set"}'):
+        result = centre.send(post.site, post.post, "x", payload=payload, headers=auth.sign(post.key, topic, payload))
+        assert result is not None and result["status"] == "malformed", payload
+        assert result["detail"].startswith("commands: ")
+    assert centre.command(post.site, post.post, "status")["status"] == "ok"  # the post keeps serving
+
+
+def test_the_centre_asks_for_a_replay_of_a_gap(post: UplinkedPost, centre: Centre) -> None:
+    post.bench.press()
+    first = centre.wait_for(is_event(ev.PANIC), since=0).payload  # type: ignore[arg-type]
+    result = centre.command(post.site, post.post, "replay", {"from": 1, "count": first["n"]})
+    assert result["status"] == "ok" and result["data"]["sent"] == first["n"]
+    assert centre.duplicates >= first["n"]  # every replayed copy was recognised by its id
+    assert len({m.payload["id"] for m in centre.events}) == len(centre.events)
