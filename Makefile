@@ -56,6 +56,8 @@ firmware-all: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/press_latency.py
 	$(BIN)/python bench/link_faults.py
+	$(BIN)/python bench/press_to_centre.py
+	$(BIN)/python bench/uplink_faults.py
 
 clean:
 	rm -rf build .pytest_cache .mypy_cache .ruff_cache

@@ -165,7 +165,8 @@ class Centre:
         self._connected.set()
 
     def _on_disconnect(self, client: mqtt.Client, _: Any, flags: Any, reason: ReasonCode, props: Any) -> None:
-        log.warning("centre disconnected", extra={"reason": str(reason)})
+        if reason.is_failure:
+            log.warning("centre disconnected", extra={"reason": str(reason)})
 
     # -- receiving -----------------------------------------------------------------------
 
