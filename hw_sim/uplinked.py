@@ -38,8 +38,10 @@ class UplinkedPost:
         post: str = "post-1",
         uplink: dict[str, Any] | None = None,
         bench: Bench | None = None,
+        site: str | None = None,
     ) -> None:
         self.folder = folder
+        self.site = site or self.site
         self.host, self.port = host, port
         self.post = post
         self.key = bytes.fromhex(auth.new_key())

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
-from typing import Any
+from pathlib import Path
+from typing import Any, NoReturn
 
 import pytest
 
+from hw_sim import netns
 from hw_sim.bench import Bench
+from hw_sim.mosquitto import Mosquitto
 from hw_sim.paths import MissingTool, tool
 
 STRICT = os.environ.get("ALARMPOST_STRICT") == "1"
@@ -34,14 +37,27 @@ FAST = {
 }
 
 
+def missing(why: str) -> NoReturn:
+    """Skip the test for lack of a component, or fail it under ALARMPOST_STRICT=1."""
+    if STRICT:
+        pytest.fail(f"{why} (ALARMPOST_STRICT=1: a missing component is a failure)")
+    pytest.skip(why)
+
+
 def require(name: str) -> str:
     """The path of a tool the test needs; skip without it, or fail under ALARMPOST_STRICT=1."""
     try:
         return tool(name)
     except MissingTool as exc:
-        if STRICT:
-            pytest.fail(f"{exc} (ALARMPOST_STRICT=1: a missing component is a failure)")
-        pytest.skip(str(exc))
+        missing(str(exc))
+
+
+def require_netns() -> None:
+    """Network namespaces and veth pairs (root and iproute2), by the same rule as :func:`require`."""
+    require("ip")
+    why = netns.why_unavailable()
+    if why:
+        missing(why)
 
 
 @pytest.fixture
@@ -70,3 +86,11 @@ def make_bench(tmp_path: Any) -> Iterator[Callable[..., Bench]]:
 def bench(make_bench: Callable[..., Bench]) -> Bench:
     """A running sim board with the FAST config."""
     return make_bench()
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[Mosquitto]:
+    """A real mosquitto on a free loopback port, anonymous clients allowed, nothing persisted."""
+    require("mosquitto")
+    with Mosquitto(tmp_path / "broker") as running:
+        yield running

@@ -530,30 +530,27 @@ def test_a_missing_key_file_is_refused_naming_it(tmp_path: Path) -> None:
 
 def test_home_assistant_sees_the_post_and_can_send_no_safety_command() -> None:
     topics = Topics(SITE, POST)
-    configs = Discovery(cast(Uplink, SimpleNamespace(topics=topics)), "homeassistant", "0.1.0").configs()
-    node = f"alarmpost_{SITE}_{POST}"
-    assert [topic for topic, _ in configs] == [
-        f"homeassistant/{component}/{node}/{key}/config"
-        for component, key in (
-            ("sensor", "alarm"),
-            ("binary_sensor", "latched"),
-            ("binary_sensor", "link"),
-            ("sensor", "faults"),
-            ("sensor", "backlog"),
-            ("button", "self_test"),
-            ("button", "status"),
-        )
+    topic, config = Discovery(cast(Uplink, SimpleNamespace(topics=topics)), "homeassistant", "0.1.0").config()
+    assert topic == f"homeassistant/device/{SITE}/{POST}/config"  # grantable per post with %u in the ACL
+    components = config["cmps"]
+    assert sorted((c["p"], key) for key, c in components.items()) == [
+        ("binary_sensor", "latched"),
+        ("binary_sensor", "link"),
+        ("button", "self_test"),
+        ("button", "status"),
+        ("sensor", "alarm"),
+        ("sensor", "backlog"),
+        ("sensor", "faults"),
     ]
-    assert len({config["unique_id"] for _, config in configs}) == len(configs)
-    assert all(config["availability_topic"] == topics.availability for _, config in configs)
-    assert {config["state_topic"] for _, config in configs if "state_topic" in config} == {topics.state}
-    buttons = [config for _, config in configs if "command_topic" in config]
+    assert len({c["unique_id"] for c in components.values()}) == len(components)
+    assert (config["availability_topic"], config["state_topic"]) == (topics.availability, topics.state)
+    buttons = [c for c in components.values() if c["p"] == "button"]
     assert {button["command_topic"] for button in buttons} == {topics.requests}
     pressed = {button["payload_press"] for button in buttons}
     assert pressed == set(contract.UNSIGNED_COMMANDS)
     assert not pressed & set(contract.SAFETY_COMMANDS)
     assert all(decode("requests", word.encode()) == word for word in pressed)
-    assert configs[0][1]["options"] == list(contract.ALARM_STATES)
+    assert components["alarm"]["options"] == list(contract.ALARM_STATES)
 
 
 def test_no_safety_command_may_be_sent_unsigned() -> None:

@@ -2,49 +2,30 @@
 
 from __future__ import annotations
 
-import socket as _socket
-import subprocess as _sp
+import json
+import subprocess
+import sys
+import threading
 import time
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
+import paho.mqtt.client as mqtt
 import pytest
 
 from alarmpost import events as ev
 from edge_daemon import auth, contract
 from edge_daemon.centre import Centre, Message
+from hw_sim.mosquitto import Mosquitto
 from hw_sim.uplinked import UplinkedPost
 
 from .conftest import require
 
 
-class _TmpBroker:
-    def __init__(self, folder: Path) -> None:
-        s = _socket.socket()
-        s.bind(("127.0.0.1", 0))
-        self.port = s.getsockname()[1]
-        s.close()
-        conf = folder / "m.conf"
-        conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\n")
-        self.proc = _sp.Popen(["mosquitto", "-c", str(conf)], stdout=_sp.DEVNULL, stderr=_sp.DEVNULL)
-        for _ in range(100):
-            try:
-                _socket.create_connection(("127.0.0.1", self.port), 0.1).close()
-                return
-            except OSError:
-                time.sleep(0.05)
-
-
 @pytest.fixture
-def broker(tmp_path: Path):  # type: ignore[no-untyped-def]
-    b = _TmpBroker(tmp_path)
-    yield b
-    b.proc.kill()
-
-
-@pytest.fixture
-def post(tmp_path: Path, broker) -> Iterator[UplinkedPost]:  # type: ignore[no-untyped-def]
+def post(tmp_path: Path, broker: Mosquitto) -> Iterator[UplinkedPost]:
     require("micropython")
     rig = UplinkedPost(tmp_path, "127.0.0.1", broker.port)
     rig.start()
@@ -205,3 +186,83 @@ def test_the_centre_asks_for_a_replay_of_a_gap(post: UplinkedPost, centre: Centr
     assert result["status"] == "ok" and result["data"]["sent"] == first["n"]
     assert centre.duplicates >= first["n"]  # every replayed copy was recognised by its id
     assert len({m.payload["id"] for m in centre.events}) == len(centre.events)
+
+
+def retained(broker: Mosquitto, topic: str) -> Any:
+    """The retained message on ``topic``, read by a fresh subscriber."""
+    listener = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    got: list[Any] = []
+    arrived = threading.Event()
+
+    def on_message(client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
+        got.append(json.loads(message.payload))
+        arrived.set()
+
+    listener.on_message = on_message
+    listener.connect(broker.host, broker.port)
+    listener.subscribe(topic)
+    listener.loop_start()
+    try:
+        assert arrived.wait(10), f"nothing retained on {topic}"
+    finally:
+        listener.loop_stop()
+        listener.disconnect()
+    return got[0]
+
+
+def test_home_assistant_sees_the_post_and_its_buttons_ask_only_harmless_things(
+    tmp_path: Path, broker: Mosquitto
+) -> None:
+    require("micropython")
+    rig = UplinkedPost(tmp_path, broker.host, broker.port, uplink={"homeassistant": True})
+    rig.start()
+    try:
+        centre = rig.centre()
+        rig.wait_online(centre)
+        topics = contract.Topics(rig.site, rig.post)
+        config = retained(broker, f"homeassistant/device/{rig.site}/{rig.post}/config")
+        buttons = [c for c in config["cmps"].values() if c["p"] == "button"]
+        assert sorted(b["payload_press"] for b in buttons) == ["self_test", "status"]
+        assert {b["command_topic"] for b in buttons} == {topics.requests}
+
+        mark = len(centre.received)
+        centre.client.publish(topics.requests, b"self_test", qos=1)
+        result = centre.wait_for(lambda m: m.channel == "results", since=mark).payload
+        assert (result["command"], result["status"]) == ("self_test", "ok")
+        mark = len(centre.received)
+        rig.bench.press()
+        rig.bench.wait_state("alarm")
+        centre.client.publish(topics.requests, b"reset", qos=1)  # not a thing a button may ask for
+        refused = centre.wait_for(
+            lambda m: (
+                m.channel == "audit"
+                and m.payload["via"] == "homeassistant"
+                and m.payload["status"] == "unauthenticated"
+            ),
+            since=mark,
+        ).payload
+        assert refused["command"] == "reset"
+        assert rig.bench.state == "alarm"
+    finally:
+        rig.stop()
+
+
+def test_the_centre_command_line_sends_a_signed_command(post: UplinkedPost, centre: Centre, tmp_path: Path) -> None:
+    keys = tmp_path / "keys" / post.site
+    keys.mkdir(parents=True)
+    (keys / f"{post.post}.key").write_text(post.key.hex())
+    target = f"{post.site}/{post.post}"
+    common = ["--host", post.host, "--port", str(post.port), "--no-tls", "--username", "", "--keys", str(keys.parent)]
+    done = subprocess.run(
+        [sys.executable, "-m", "edge_daemon.centre", *common, "--operator", "tech 7", "status", target],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["status"] == "ok" and result["data"]["state"] == "idle"
+    audit = centre.wait_for(lambda m: m.channel == "audit" and m.payload["operator"] == "tech 7", since=0).payload
+    assert audit["auth"] == "valid"
+    keygen = subprocess.run([sys.executable, "-m", "edge_daemon.centre", "keygen"], capture_output=True, text=True)
+    assert len(bytes.fromhex(keygen.stdout.strip())) == 32

@@ -41,13 +41,6 @@ def wait_for_log(post: UplinkedPost, text: str, timeout: float) -> None:
 
 
 @pytest.fixture
-def broker(tmp_path: Path) -> Iterator[Mosquitto]:
-    require("mosquitto")
-    with Mosquitto(tmp_path / "broker") as running:
-        yield running
-
-
-@pytest.fixture
 def post(tmp_path: Path, broker: Mosquitto) -> Iterator[UplinkedPost]:
     require("micropython")
     rig = UplinkedPost(tmp_path, broker.host, broker.port)
