@@ -73,8 +73,15 @@ def test_daemon_killed_between_store_and_puback(post: UplinkedPost, broker: Mosq
     assert (pressed.seq, None) in uplinked_rows(post.pi.db)  # stored, not yet acknowledged by the broker
     post.pi.kill()
     broker.resume()
+    mark = len(centre.received)
     post.pi.start()
     assert_all_delivered_once(post, centre)
+    arrived = centre.received[mark:]
+    first_event = next(i for i, m in enumerate(arrived) if m.channel == "events" and m.payload["seq"] == pressed.seq)
+    first_state = next(i for i, m in enumerate(arrived) if m.channel == "state" and not m.retained)
+    assert first_state < first_event  # the post's state now comes first, then its backlog
+    assert arrived[first_state].payload["alarm"] in ("alarm", "unknown")  # unknown until the board is heard
+    centre.wait_for(lambda m: m.channel == "state" and m.payload["alarm"] == "alarm", since=mark)
     post.bench.wait_for(
         lambda: all(at is not None for _, at in uplinked_rows(post.pi.db)), 10, "the store to record the delivery"
     )
