@@ -266,3 +266,10 @@ def test_the_centre_command_line_sends_a_signed_command(post: UplinkedPost, cent
     assert audit["auth"] == "valid"
     keygen = subprocess.run([sys.executable, "-m", "edge_daemon.centre", "keygen"], capture_output=True, text=True)
     assert len(bytes.fromhex(keygen.stdout.strip())) == 32
+
+
+def test_health_reports_the_backlog_and_the_link(post: UplinkedPost, centre: Centre) -> None:
+    health = centre.wait_for(lambda m: m.channel == "health", since=0).payload
+    assert health["backlog"] >= 0 and health["connects"] >= 1
+    assert set(health["link"]) >= {"stored", "duplicates", "refused", "gaps"}
+    assert health["disk_free_bytes"] > 0 and health["store_bytes"] > 0
