@@ -12,7 +12,7 @@ APT_PACKAGES := python3-venv systemd mosquitto iproute2 openssl
 .PHONY: help install test sim lint firmware firmware-all bench clean
 
 help:
-	@echo "make sim                  the whole post on the simulated bench (no hardware)"
+	@echo "make sim                  the whole post and its centre on the simulated bench (no hardware, own broker)"
 	@echo "make test                 every test, under the real MicroPython unix port"
 	@echo "make firmware BOARD=name  compile the firmware for a board into build/<name>/ ($(BOARDS))"
 	@echo "make bench                run the benchmarks in bench/"

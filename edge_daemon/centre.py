@@ -321,6 +321,10 @@ class Centre:
             if key is None:
                 raise CentreError(f"no command key for {site}/{post}")
             headers = auth.sign(key, topics.commands, payload)
+        if not self.client.is_connected():
+            # paho would keep the command and send it whenever the broker comes back, long after
+            # the caller gave up on it: refuse instead, so an operator never commands by surprise.
+            raise CentreError(f"not connected to the broker: {command} for {site}/{post} not sent")
         correlation = uuid.uuid4().bytes
         answers: queue.Queue[dict[str, Any]] = queue.Queue()
         with self._lock:
@@ -416,6 +420,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--password-file", type=Path, help="a file holding the centre's broker password")
     parser.add_argument("--keys", type=Path, help="folder of command keys, one per post: SITE/POST.key")
     parser.add_argument("--operator", help="who is commanding (kept in the post's audit)")
+    parser.add_argument(
+        "--client-id",
+        help="MQTT client id; watch keeps its session (and what arrives while it is away) under it"
+        " (default: alarmpost-centre-watch-USERNAME)",
+    )
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds to wait (watch: for silence)")
     sub = parser.add_subparsers(dest="action", required=True)
     sub.add_parser("keygen", help="print a new command key (64 hex digits) for a post's key file")
@@ -453,6 +462,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     password = args.password_file.read_text().strip() if args.password_file else None
     keys = _keys_from_folder(args.keys) if args.keys else None
+    watching = args.action == "watch"
     centre = Centre(
         args.host,
         args.port,
@@ -463,7 +473,8 @@ def main(argv: list[str] | None = None) -> int:
         ca_file=args.ca_file,
         cert_file=args.cert_file,
         key_file=args.key_file,
-        clean=args.action != "watch",
+        client_id=args.client_id or (f"alarmpost-centre-watch-{args.username or 'anonymous'}" if watching else None),
+        clean=not watching,
     )
     try:
         centre.connect(args.timeout)

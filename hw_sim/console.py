@@ -15,6 +15,19 @@ shows the link as the Pi sees it (up, down or not yet), the board's hello
 (firmware version, board boot), the board state from its heartbeats, the
 link's counters, the alarm line as the Pi's GPIO reads it and the events in
 the Pi's store (read through a read-only connection of the console's own).
+
+The daemon's uplink reaches a monitoring centre, all on loopback and needing
+nothing from outside (:mod:`hw_sim.sim_centre`): the console starts its own
+broker (a real mosquitto when it is installed, else the embedded pure-Python one;
+``--broker`` chooses), writes a fresh command key, and connects a reference
+:class:`~edge_daemon.centre.Centre` holding the post's key.  The screen's centre
+section shows the broker, the post's availability and retained state as the
+centre sees them, the events as they arrive (with the press-to-centre latency of
+a panic) and the counts of events, duplicates dropped and contract violations.
+The operator's commands go through the centre as signed MQTT commands; only
+while the broker is down do they go straight over the Pi's link, and the result
+says so.
+
 Keys:
 
 ====  ==================================================================
@@ -27,9 +40,11 @@ w     hang the CPU: the bench's watchdog then resets the board
 p     cut the power and power on again
 u     cut the UART wire between the board and the Pi; ``u`` again mends it
 n     noise on the UART wire: bit error rate 1e-3; ``n`` again turns it off
-a     the Pi sends the board an acknowledge command (shows the result: ok, refused...)
-x     the Pi sends a silence command
-o     the Pi sends an operator reset command
+a     the centre sends the post an acknowledge command (shows the result: ok, refused...)
+x     the centre sends a silence command
+o     the centre sends an operator reset command
+c     the centre asks the post for the board's status (shown in the centre section)
+m     stop the broker; ``m`` again starts it on the same port (watch the backlog grow and drain)
 d     stop the Pi's daemon and start a new one on the same store and port
 q     quit
 ====  ==================================================================
@@ -41,13 +56,19 @@ commands line by line from stdin: the same letters and Enter (several per line
 split by commas or spaces, ``wait:SECONDS`` pauses, an empty line prints the
 status); end of input quits.  The Pi's side is in lines starting with ``pi``
 (``pi link: not yet -> up``, ``pi stored #3 ...`` for each event its store
-takes).  ``--script "b,wait:0.5,b,k"`` runs keys headless, then prints the
-final status and exits 0.  Before each key, typed or scripted, the console waits
-for the board to be up and for a freshly started daemon to hear from it::
+takes), the centre's in lines starting with ``centre`` (``centre event #3 1120 01 001
+panic, button (press to centre 25 ms)`` for each event arriving, and changes of the
+broker, the post's availability, its alarm state and link).  ``--script "b,wait:0.5,b,k"``
+runs keys headless, then prints the final status and exits 0.  Before each key,
+typed or scripted, the console waits for the board to be up, for a freshly
+started daemon to hear from it and, while the broker runs, for the centre to hear
+the post say online (again) and to hold every event in the Pi's store; in plain
+mode a command through the centre waits for its result::
 
     python -m hw_sim.console --board rpi_pico --config fast.json
     python -m hw_sim.console --script "b,wait:0.3,b,wait:0.3,k,wait:0.5,q"
     python -m hw_sim.console --script "b,wait:1,a,x,o,wait:0.5"
+    python -m hw_sim.console --broker embedded --script "m,b,wait:0.5,b,m,c"
     echo q | python -m hw_sim.console
 
 Without ``--config`` the firmware's defaults apply: the siren stops after 180 s,
@@ -90,13 +111,16 @@ from alarmpost import events as ev
 from alarmpost.eventnames import RESET_CAUSES, ZONE_NAMES, describe
 from alarmpost.patterns import LATCHED
 from edge_daemon import logs
+from edge_daemon.centre import CentreError
 from edge_daemon.config import Config, check_data
 from edge_daemon.service import Daemon
 from edge_daemon.store import COLUMNS, StoredEvent
 from hw_sim.bench import OUTPUTS, Bench, BenchError, Logged
 from hw_sim.boards import SettingsError
+from hw_sim.mosquitto import BrokerError
 from hw_sim.paths import MissingTool
 from hw_sim.pi_wiring import PiWiring
+from hw_sim.sim_centre import BROKER_KINDS, COMMAND_TIMEOUT_S, SimCentre, centre_events, centre_rows
 from hw_sim.timeline import Change
 
 STARTING = "starting the board"
@@ -105,19 +129,22 @@ BOOT_WAIT_S = 10.0  # how long typed and scripted keys wait for the board to com
 SUPPLY_STEPS = (13.8, 12.6, 11.0)
 EVENT_ROWS = 12
 STORE_ROWS = 6  # the newest events in the Pi's store
-KEYS = "bktsgwpunaxodq"
+CENTRE_ROWS = 4  # the newest events at the centre
+KEYS = "bktsgwpunaxocmdq"
 HELP = "b button  k key  t tamper  s supply  g glitch  w hang  p power cycle  q quit"
-HELP_PI = "u wire  n noise  a acknowledge  x silence  o operator reset  d restart daemon"
-ALL_KEYS = f"{HELP}  {HELP_PI}"
+HELP_PI = "u wire  n noise  d restart daemon"
+HELP_CENTRE = "centre: a acknowledge  x silence  o operator reset  c status  m broker stop/start"
+ALL_KEYS = f"{HELP}  {HELP_PI}  {HELP_CENTRE}"
 NOISE_BIT_ERROR_RATE = 1e-3
 COMMAND_LINK_S = 2.0  # the link sends a command (and resends it) for this long
 COMMAND_WAIT_S = 3.0  # and the console waits a little longer for the link's answer or its TimeoutError
 DAEMON_WAIT_S = 10.0  # for the daemon's thread to open its store and port, or to stop
-# The Pi's commands by key: (command code, name)
+# The operator's commands by key: (the link's command code, the centre's command, name)
 COMMANDS = {
-    "a": (codec.CMD_ACKNOWLEDGE, "acknowledge"),
-    "x": (codec.CMD_SILENCE, "silence"),
-    "o": (codec.CMD_RESET, "operator reset"),
+    "a": (codec.CMD_ACKNOWLEDGE, "acknowledge", "acknowledge"),
+    "x": (codec.CMD_SILENCE, "silence", "silence"),
+    "o": (codec.CMD_RESET, "reset", "operator reset"),
+    "c": (codec.CMD_STATUS, "status", "status"),
 }
 LONG_FACTS = {"pi counters"}  # the plain log prints only the new value
 STATUS_WORDS = {
@@ -276,6 +303,7 @@ class Pi:
         self.starts = 0
         self.failure: str | None = None  # why the latest daemon stopped on its own, or did not start
         self.last_command = "nothing yet"
+        self.uplink: dict[str, Any] | None = None  # the daemon's [uplink] table, when there is a broker
         self._asked_to_stop = False
         self.stored: list[StoredEvent] = []  # every event in the store, in the order it was stored
         self._reader: sqlite3.Connection | None = None
@@ -296,7 +324,8 @@ class Pi:
                     "board_reset_active": "high" if self.wiring.reset_active_high else "low",
                 },
                 "log": {"format": "text"},
-            },
+            }
+            | ({"uplink": self.uplink} if self.uplink else {}),
             "the sim's edge daemon config",
         )
 
@@ -430,6 +459,18 @@ class Pi:
             return "not yet"
         return "up" if daemon.link.up else "down"
 
+    def uplink_text(self) -> str:
+        """The daemon's uplink and its outbox (events the broker has not yet acknowledged)."""
+        daemon = self.daemon
+        if daemon is None or daemon.uplink is None or self._reader is None:
+            return "-"
+        try:
+            (waiting,) = self._reader.execute("SELECT COUNT(*) FROM events WHERE uplinked_at IS NULL").fetchone()
+        except sqlite3.Error:
+            return "-"
+        state = "connected" if daemon.uplink.connected and self.running() else "NOT CONNECTED"
+        return f"{state}, outbox {waiting}"
+
     def daemon_text(self) -> str:
         if self.running():
             return f"running (start {self.starts})"
@@ -512,11 +553,15 @@ class Pi:
 
 
 class Sim:
-    """The bench and the Pi beside it, the controls a person at the post has, and what the post shows."""
+    """The bench, the Pi beside it and the centre, the controls a person has, and what the post shows."""
 
-    def __init__(self, bench: Bench, pi: Pi) -> None:
+    def __init__(self, bench: Bench, pi: Pi, centre: SimCentre) -> None:
         self.bench = bench
         self.pi = pi
+        self.centre = centre
+        self.presses: list[float] = []  # when the button was pressed (time.monotonic())
+        self.wait_for_results = True  # a command through the centre waits for its result (plain mode)
+        self._awaiting: concurrent.futures.Future[str] | None = None  # its result goes to the message
         self.seen = 0  # timeline changes already shown
         self.lamps = {device: Lamp(WORDS[device]) for device in OUTPUTS}
         self.began = time.monotonic()
@@ -536,9 +581,10 @@ class Sim:
             "u": self.cut_wire,
             "n": self.noise,
             "d": self.restart_daemon,
+            "m": self.centre.toggle_broker,
         }
-        for key, (code, name) in COMMANDS.items():
-            self.actions[key] = functools.partial(self.pi.command, code, name)
+        for key in COMMANDS:
+            self.actions[key] = functools.partial(self.command, key)
 
     # keys
 
@@ -560,6 +606,7 @@ class Sim:
             self.button_held = False
             return "released the button"
         self.bench.press()
+        self.presses.append(time.monotonic())
         self.button_held = True
         return "pressed the button and holding it (b releases it)"
 
@@ -613,7 +660,21 @@ class Sim:
         return "the UART wire is quiet again"
 
     def restart_daemon(self) -> str:
+        self.centre.expect_online()
         return self.pi.restart()
+
+    def command(self, key: str) -> str:
+        """An operator's command through the centre; straight over the Pi's link only when it cannot go."""
+        code, command, name = COMMANDS[key]
+        why_not = self.centre.why_not()
+        if why_not is not None:
+            return f"{self.pi.command(code, name)} (sent straight over the Pi's link: {why_not})"
+        future = self.centre.submit(name, command)
+        try:
+            return future.result(timeout=COMMAND_TIMEOUT_S + 1 if self.wait_for_results else 0)
+        except TimeoutError:
+            self._awaiting = future
+            return f"{name}: sent through the centre, waiting for the post's answer"
 
     # what the post shows
 
@@ -630,6 +691,8 @@ class Sim:
         for lamp in self.lamps.values():
             lamp.catch_up()
         self.pi.poll()
+        if self._awaiting is not None and self._awaiting.done():
+            self.message, self._awaiting = self._awaiting.result(), None
         if self.message == STARTING and self.is_up():
             self.message = f"the board is up; the Pi's daemon logs to {self.pi.log_path}"
 
@@ -738,18 +801,22 @@ def _store(pi: Pi, rows: int) -> list[Row]:
 
 def _foot(sim: Sim) -> list[Row]:
     rows: list[Row] = [[("alert", f"trouble: {text}")] for text in (sim.bench.troubles + sim.crashes)[-2:]]
-    return rows + [[("", f"> {sim.message}")], [("dim", HELP)], [("dim", HELP_PI)]]
+    return rows + [[("", f"> {sim.message}")], [("dim", HELP)], [("dim", f"{HELP_PI}   {HELP_CENTRE}")]]
 
 
-def _lists(rows: int) -> tuple[int, int]:
-    """Rows of board events and of the Pi's store (each without its header) in ``rows`` rows."""
+def _lists(rows: int) -> tuple[int, int, int]:
+    """Rows of board events, of the Pi's store and of the centre's events (each without its header)."""
     if rows < 2:
-        return 0, 0
+        return 0, 0, 0
     if rows < 5:  # room for one list only: the board's
-        return min(EVENT_ROWS, rows - 1), 0
-    left = rows - 2
-    store = min(STORE_ROWS, left // 2)
-    return min(EVENT_ROWS, left - store), store
+        return min(EVENT_ROWS, rows - 1), 0, 0
+    if rows < 8:  # two: the board's and the centre's
+        centre = min(CENTRE_ROWS, (rows - 2) // 2)
+        return min(EVENT_ROWS, rows - 2 - centre), 0, centre
+    left = rows - 3
+    centre = min(CENTRE_ROWS, left // 3)
+    store = min(STORE_ROWS, (left - centre) // 2)
+    return min(EVENT_ROWS, left - centre - store), store, centre
 
 
 def screen(sim: Sim, now: float, height: int = 100) -> list[Row]:
@@ -757,18 +824,19 @@ def screen(sim: Sim, now: float, height: int = 100) -> list[Row]:
     facts = sim.facts(now) | sim.pi.facts()
     title, state = _head(sim, facts, now)
     post = _outputs(sim, facts) + _inputs(sim)
-    pi = _pi(facts, sim.pi)
+    pi = _pi(facts, sim.pi) + [[]] + centre_rows(sim.centre, sim.pi.uplink_text())
     foot = _foot(sim)
     fixed = len(title) + len(state) + len(post) + len(pi) + len(foot)
     spare = height - fixed
     # Blank lines: all five on a tall screen; on a shorter one those that part the sections, then only the Pi's.
     blanks = 5 if spare >= 5 + 10 else 3 if spare >= 3 + 6 else 1 if spare >= 1 + 5 else 0
-    events, stored = _lists(spare - blanks)
+    events, stored, centre = _lists(spare - blanks)
 
     def gap(rank: int) -> list[Row]:  # rank 1 stays longest, rank 5 goes first
         return [[]] if blanks >= rank else []
 
     lists = (_events(sim, events) if events else []) + (_store(sim.pi, stored) if stored else [])
+    lists += centre_events(sim.centre, sim.presses, centre) if centre else []
     body = title + gap(5) + state + gap(5) + post + gap(1) + pi + (gap(3) if lists else []) + lists
     body = body[: max(0, height - len(foot) - len(gap(3)))]
     return body + gap(3) + foot
@@ -835,6 +903,7 @@ def _curses_loop(window: curses.window, sim: Sim) -> None:
 
 
 def run_curses(sim: Sim) -> None:
+    sim.wait_for_results = False  # the screen goes on; the result replaces the message when it comes
     curses.wrapper(_curses_loop, sim)
 
 
@@ -870,6 +939,7 @@ class Log:
         for count, row in enumerate(stored, start=self.seen_stored + 1):
             lines.append((now - max(0.0, wall - row.received_at), self._stored_line(row, count)))
         self.seen_stored += len(stored)
+        lines += self.sim.centre.new_lines(self.sim.presses)
         notes = self.sim.notes[self.seen_notes :]
         self.seen_notes += len(notes)
         lines += notes
@@ -887,7 +957,7 @@ class Log:
         )
 
     def _fact_changes(self, now: float) -> list[tuple[float, str]]:
-        facts = self.sim.facts(now) | self.sim.pi.facts()
+        facts = self.sim.facts(now) | self.sim.pi.facts() | self.sim.centre.facts()
         changes = []
         for name, value in facts.items():
             old = self.facts.get(name)
@@ -944,8 +1014,8 @@ def pause(log: Log, seconds: float) -> None:
 
 
 def settle(log: Log) -> None:
-    """Let the board come up (after a start, power cycle or watchdog reset) and a freshly started
-    daemon hear from it (or give up on it) before the next key."""
+    """Let the board come up (after a start, power cycle or watchdog reset), a freshly started
+    daemon hear from it (or give up on it) and the centre hear the post and its events before the next key."""
     deadline = time.monotonic() + BOOT_WAIT_S
     while log.sim.bench.powered and not log.sim.is_up():
         if time.monotonic() > deadline:
@@ -955,6 +1025,11 @@ def settle(log: Log) -> None:
     while log.sim.pi.linking():
         if time.monotonic() > deadline:
             log.line(f"the Pi has not heard the board after {BOOT_WAIT_S:.0f} s")
+            return
+        pause(log, REFRESH_S)
+    while lacking := log.sim.centre.waiting_for(log.sim.pi.running(), [row.id for row in log.sim.pi.stored]):
+        if time.monotonic() > deadline:
+            log.line(f"the centre still waits for {lacking} after {BOOT_WAIT_S:.0f} s")
             return
         pause(log, REFRESH_S)
 
@@ -1012,6 +1087,7 @@ def run_script(log: Log, keys: list[str]) -> None:
     for token in keys:
         if not perform(log, token):
             break
+    settle(log)  # the final status shows what the last key caused, at the centre too
 
 
 # -- starting and stopping ------------------------------------------------------------------
@@ -1028,6 +1104,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--script", type=script_keys, metavar="KEYS", help='keys to run headless, e.g. "b,wait:0.5,k"')
     parser.add_argument("--plain", action="store_true", help="a line per change even in a terminal")
     parser.add_argument("--seed", type=int, help="seed for the button's contact bounce")
+    parser.add_argument(
+        "--broker",
+        choices=BROKER_KINDS,
+        default="auto",
+        help="the centre's MQTT broker on loopback; auto: mosquitto when installed, else the embedded one",
+    )
     return parser.parse_args(argv)
 
 
@@ -1055,11 +1137,29 @@ def _catch_thread_crashes(sim: Sim) -> None:
     threading.excepthook = record
 
 
+def start_centre(sim: Sim) -> str | None:
+    """Start the broker, point the daemon's uplink at it and connect the centre; what failed, or None."""
+    try:
+        sim.centre.start_broker()
+    except (MissingTool, BrokerError, OSError, RuntimeError) as exc:
+        return f"the broker did not start: {first_line(exc)}"
+    sim.pi.uplink = sim.centre.uplink_settings()
+    try:
+        sim.centre.connect(sim.pi.config().board.name)
+    except (CentreError, BenchError, ValueError) as exc:
+        return f"the centre did not connect: {first_line(exc)}"
+    return None
+
+
 def run(sim: Sim, args: argparse.Namespace) -> int:
     try:
         sim.bench.start()
     except (BenchError, MissingTool, SettingsError, subprocess.CalledProcessError, OSError) as exc:
         print(f"the bench did not start: {exc}", file=sys.stderr)
+        return 1
+    problem = start_centre(sim)
+    if problem:
+        print(problem, file=sys.stderr)
         return 1
     try:
         sim.pi.start()  # a daemon that fails in its thread is shown on the screen, not raised here
@@ -1075,6 +1175,8 @@ def run(sim: Sim, args: argparse.Namespace) -> int:
             print(f"no curses screen ({exc}): plain mode", file=sys.stderr)
     log = Log(sim, sys.stdout)
     print(f"the Pi's daemon logs to {sim.pi.log_path} (removed on exit)", flush=True)
+    if sim.centre.broker.note:
+        print(f"the embedded broker stands in for mosquitto: {sim.centre.broker.note}", flush=True)
     if args.script is not None:
         run_script(log, args.script)
     else:
@@ -1085,19 +1187,17 @@ def run(sim: Sim, args: argparse.Namespace) -> int:
 
 
 def shutdown(sim: Sim) -> None:
-    """Stop the daemon (its thread joined), then the bench, then remove the Pi's folder, whatever fails."""
+    """Close the centre, stop the daemon (it tells the broker ``stopped``), the broker and the bench,
+    then remove the Pi's folder: every step, whatever fails."""
     names = [name for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)]
     previous = {name: signal.signal(getattr(signal, name), signal.SIG_IGN) for name in names}  # no half cleanup
+    steps = (sim.centre.close, sim.pi.stop, sim.centre.stop_broker, sim.bench.stop, sim.pi.close)
     try:
-        try:
-            sim.pi.stop()
-        finally:
+        for step in steps:
             try:
-                sim.bench.stop()
-            finally:
-                sim.pi.close()
-    except BenchError as exc:  # a daemon that would not stop: its thread is a daemon thread, so exit anyway
-        print(exc, file=sys.stderr)
+                step()
+            except Exception as exc:  # e.g. a daemon that would not stop: its thread is a daemon thread
+                print(exc, file=sys.stderr)
     finally:
         for name, handler in previous.items():
             signal.signal(getattr(signal, name), handler)
@@ -1111,12 +1211,15 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         print(exc, file=sys.stderr)
         return 1
+    pi: Pi | None = None
     try:
         pi = Pi(bench)
+        sim = Sim(bench, pi, SimCentre(pi.folder / "centre", args.broker))
     except BaseException:
+        if pi is not None:
+            pi.close()
         bench.stop()
         raise
-    sim = Sim(bench, pi)
     _catch_thread_crashes(sim)
     for name in ("SIGTERM", "SIGHUP"):
         if hasattr(signal, name):

@@ -89,3 +89,69 @@ def test_press_test_cli() -> None:
     result = _run("hw_sim", "press-test")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "press-test passed" in result.stdout
+
+
+def _processes_mentioning(text: str) -> list[str]:
+    """Command lines of running processes that contain ``text`` (e.g. a mosquitto started in a folder)."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            args = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:  # the process ended meanwhile
+            continue
+        if text in args:
+            found.append(args)
+    return found
+
+
+def test_sim_console_commands_go_through_the_centre_on_mosquitto() -> None:
+    require("mosquitto")
+    result = _run("hw_sim.console", "--broker", "mosquitto", "--script", "b,wait:0.3,b,a,x,o,c")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    port = re.search(r"centre broker: mosquitto 127\.0\.0\.1:(\d+) running", out)
+    assert port, out
+    assert "centre availability: - -> online" in out
+    # the press reaches the centre as a Contact ID event, timed from the press
+    arrived = re.search(r"centre event #(\d+) 1120 01 001 panic, button \(press to centre (\d+) ms\)", out)
+    assert arrived, out
+    assert out.index("> b: pressed") < arrived.start()
+    assert re.search(r"centre state: .* -> alarm alarm, link up", out)
+    # each command is signed, sent over MQTT and answered by the board through the post
+    assert "> a: acknowledge: ok (0) through the centre" in out
+    assert "> x: silence: ok (0) through the centre" in out
+    assert "> o: operator reset: ok (0) through the centre" in out
+    assert out.index("> a:") < out.index("state: alarm -> acknowledged") < out.index("> x:")
+    assert out.index("> x:") < out.index("state: acknowledged -> silenced") < out.index("> o:")
+    assert "state: silenced -> idle" in out
+    status = re.search(r"> c: status: ok \(0\) through the centre in \d+ ms: status carried out (\{.*\})", out)
+    assert status and '"state":"idle"' in status[1], out
+    final = out[out.index("Alarm post on the simulated bench") :]
+    assert f"CENTRE  broker mosquitto 127.0.0.1:{port[1]} running   post sim-school/post-1 ONLINE" in final
+    assert "duplicates dropped 0  contract violations 0" in final
+    assert 'state "idle"' in final  # the status data on the screen
+    folder = _pi_folder(out)
+    assert not folder.exists()
+    assert _processes_mentioning(str(folder)) == []  # mosquitto stopped with the console
+
+
+def test_sim_console_embedded_broker_stops_and_the_backlog_drains() -> None:
+    result = _run("hw_sim.console", "--broker", "embedded", "--script", "m,b,wait:0.3,b,a,m,c")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    port = re.search(r"centre broker: embedded 127\.0\.0\.1:(\d+) running", out)
+    assert port, out
+    stopped = out.index(f"127.0.0.1:{port[1]} running -> embedded 127.0.0.1:{port[1]} STOPPED")
+    # with the broker down the press waits in the Pi's outbox and the command takes the direct link
+    assert "> a: acknowledge: ok (0) (sent straight over the Pi's link: the broker is down)" in out
+    restarted = out.index(f"> m: started the embedded broker again on port {port[1]}")
+    arrived = re.search(r"centre event #\d+ 1120 01 001 panic, button \(press to centre [\d.]+ m?s\)", out)
+    assert arrived, out
+    assert stopped < restarted < arrived.start()
+    status = re.search(r"> c: status: ok \(0\) through the centre in \d+ ms: status carried out (\{.*\})", out)
+    assert status and '"state":"acknowledged"' in status[1], out
+    assert arrived.start() < status.start()  # the console waited for the backlog before the next key
+    final = out[out.index("Alarm post on the simulated bench") :]
+    assert f"CENTRE  broker embedded 127.0.0.1:{port[1]} running" in final
+    assert "contract violations 0" in final
+    assert not _pi_folder(out).exists()
