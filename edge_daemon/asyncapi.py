@@ -62,6 +62,17 @@ _CHANNEL_NOTES = {
         "Plain text, unsigned, for Home Assistant's buttons: only requests that touch neither the outputs, "
         "nor the alarm, nor the camera."
     ),
+    "snapshots": (
+        "Pictures at QoS 1 over the post's second connection (pictures never queue in front of events): "
+        "on a press first the `alarm` picture, then the `pre` pictures from before the press, oldest first; "
+        "`snapshot` pictures when the centre asks. Each JPEG comes in pieces of at most the post's "
+        "`camera.chunk_kb`; a frame whose pieces do not all arrive, or whose SHA-256 does not match, is dropped."
+    ),
+    "stream": (
+        "The live stream at QoS 0, same pieces and headers as `snapshots`, while the alarm lasts or the "
+        "centre asked (`stream`), until `stream_stop` or the time limit; never faster than the post's "
+        "bandwidth cap."
+    ),
 }
 
 
@@ -203,6 +214,21 @@ def _examples() -> dict[str, list[dict[str, Any]]]:
         )
         return {"name": name, "summary": summary, "headers": headers, "payload": value}
 
+    def picture(kind: str, chunks: int) -> dict[str, Any]:
+        headers = {
+            "frame": "9f2c4e1a-1234",
+            "kind": kind,
+            "seq": "1234",
+            "captured": iso_time(EXAMPLE_TIME + 0.1),
+            "alarm": uid if kind == "alarm" else "",
+            "chunk": "0",
+            "chunks": str(chunks),
+            "size": str(chunks * 32768 - 1000),
+            "sha256": "5f" * 32,
+        }
+        summary = f"The first of {chunks} pieces of a {kind} picture; the payload is that piece's bytes."
+        return {"name": kind, "summary": summary, "headers": headers}
+
     enum = {name: c.schema["enum"] for name, c in CHANNELS.items() if "enum" in c.schema}
     return {
         "availability": [{"name": value, "payload": value} for value in enum["availability"]],
@@ -213,6 +239,8 @@ def _examples() -> dict[str, list[dict[str, Any]]]:
         "health": [{"name": "healthy", "payload": health}],
         "commands": [signed("acknowledge", command), signed("replay", replay)],
         "requests": [{"name": value, "payload": value} for value in enum["requests"]],
+        "snapshots": [picture("alarm", 3)],
+        "stream": [picture("live", 1)],
     }
 
 
@@ -226,7 +254,8 @@ def _message(channel: Channel, examples: list[dict[str, Any]]) -> dict[str, Any]
     if channel.headers is not None:
         message["headers"] = channel.headers
     message["payload"] = channel.schema
-    mqtt: dict[str, Any] = {"payloadFormatIndicator": 1, "contentType": channel.content_type}
+    text = channel.content_type != "image/jpeg"
+    mqtt: dict[str, Any] = {"payloadFormatIndicator": 1 if text else 0, "contentType": channel.content_type}
     if channel.name in ("commands", "results"):
         correlation = (
             "MQTT 5 Correlation Data (a publish property, not a user property): set by the centre on a "

@@ -51,10 +51,12 @@ from paho.mqtt.reasoncodes import ReasonCode
 from edge_daemon import auth, contract
 from edge_daemon.contract import ContractError, Topics
 from edge_daemon.uplink import send_at_once
+from edge_daemon.viewer import Picture, Viewer
 
 log = logging.getLogger("edge_daemon.centre")
 
 PostId = tuple[str, str]  # (site, post)
+PICTURE_CHANNELS = ("snapshots", "stream")
 
 
 @dataclass
@@ -102,6 +104,7 @@ class Centre:
         key_file: str | None = None,
         client_id: str | None = None,
         clean: bool = False,
+        pictures: Path | None = None,
     ) -> None:
         self.host, self.port = host, port
         self._keys = keys
@@ -113,6 +116,7 @@ class Centre:
         self.states: dict[PostId, dict[str, Any]] = {}
         self.availability: dict[PostId, str] = {}
         self.replays_asked = 0
+        self.viewer = Viewer(pictures)  # whole pictures arrive as Messages whose payload is a Picture
         self._seen: set[str] = set()
         self._tracks: dict[PostId, PostTrack] = {}
         self._results: dict[bytes, queue.Queue[dict[str, Any]]] = {}
@@ -178,6 +182,9 @@ class Centre:
             return
         if channel == "commands" or (channel == "availability" and not message.payload):
             return  # our own commands; a cleared retained message
+        if channel in PICTURE_CHANNELS:
+            self._on_piece(site, post, channel, message)
+            return
         try:
             payload = contract.decode(channel, bytes(message.payload))
         except ContractError as exc:
@@ -199,6 +206,15 @@ class Centre:
                 self._check_tail((site, post), payload["events"])
             elif channel == "availability":
                 self.availability[(site, post)] = payload
+        self._arrive(got)
+
+    def _on_piece(self, site: str, post: str, channel: str, message: mqtt.MQTTMessage) -> None:
+        pairs = getattr(message.properties, "UserProperty", None) or []
+        picture = self.viewer.add(site, post, channel, bytes(message.payload), dict(pairs))
+        if picture is not None:
+            self._arrive(Message(site, post, channel, picture, time.monotonic()))
+
+    def _arrive(self, got: Message) -> None:
         with self._arrived:
             self.received.append(got)
             self._arrived.notify_all()
@@ -382,6 +398,9 @@ def _describe(message: Message) -> str:
         return (
             f"AUDIT {where} {p['command']} by {p['operator'] or '-'}: auth {p['auth']}, {p['status']} ({p['detail']})"
         )
+    if isinstance(p, Picture):
+        saved = f" saved to {p.path}" if p.path else ""
+        return f"PICTURE {where} {p.kind} #{p.seq} captured {p.captured}, {len(p.jpeg) // 1024} KB{saved}"
     if message.channel == "results":
         return f"RESULT {where} {p['command']}: {p['status']} ({p['detail']})"
     return f"{message.channel.upper()} {where} {json.dumps(p)}"
@@ -405,6 +424,9 @@ COMMAND_WORDS = {
     "status": "status",
     "config-set": "config_set",
     "replay": "replay",
+    "snapshot": "snapshot",
+    "stream": "stream",
+    "stream-stop": "stream_stop",
 }
 
 
@@ -425,18 +447,25 @@ def _parser() -> argparse.ArgumentParser:
         help="MQTT client id; watch keeps its session (and what arrives while it is away) under it"
         " (default: alarmpost-centre-watch-USERNAME)",
     )
-    parser.add_argument("--timeout", type=float, default=10.0, help="seconds to wait (watch: for silence)")
+    parser.add_argument(
+        "--timeout", type=float, default=10.0, help="seconds to wait for the broker and for a command's result"
+    )
     sub = parser.add_subparsers(dest="action", required=True)
     sub.add_parser("keygen", help="print a new command key (64 hex digits) for a post's key file")
     watch = sub.add_parser("watch", help="print events, states, availability, results and audit as they come")
     watch.add_argument("--json", action="store_true", help="one JSON object per line")
     watch.add_argument("--count", type=int, help="stop after this many events")
+    watch.add_argument(
+        "--save", type=Path, metavar="FOLDER", help="save pictures: FOLDER/SITE/POST/*.jpg, stream.mjpeg"
+    )
     for word in COMMAND_WORDS:
         command = sub.add_parser(word, help=f"send {COMMAND_WORDS[word]} to a post and print its result")
         command.add_argument("target", type=_post, metavar="SITE/POST")
         if word == "config-set":
             command.add_argument("key")
             command.add_argument("value", help='a JSON value (e.g. 120, true, "text")')
+        if word == "stream":
+            command.add_argument("seconds", type=int, nargs="?", default=60)
         if word == "replay":
             command.add_argument("first", type=int, metavar="FROM")
             command.add_argument("count", type=int, nargs="?", default=100)
@@ -452,6 +481,8 @@ def _command_args(args: argparse.Namespace) -> dict[str, Any] | None:
         return {"key": args.key, "value": value}
     if args.action == "replay":
         return {"from": args.first, "count": args.count}
+    if args.action == "stream":
+        return {"seconds": args.seconds}
     return None
 
 
@@ -475,6 +506,7 @@ def main(argv: list[str] | None = None) -> int:
         key_file=args.key_file,
         client_id=args.client_id or (f"alarmpost-centre-watch-{args.username or 'anonymous'}" if watching else None),
         clean=not watching,
+        pictures=getattr(args, "save", None),
     )
     try:
         centre.connect(args.timeout)
@@ -501,7 +533,24 @@ def _watch(centre: Centre, args: argparse.Namespace) -> int:
     events = 0
     try:
         for message in centre.stream():
-            if args.json:
+            if args.json and isinstance(message.payload, Picture):
+                picture = message.payload
+                print(
+                    json.dumps(
+                        {
+                            "site": message.site,
+                            "post": message.post,
+                            "channel": message.channel,
+                            "kind": picture.kind,
+                            "seq": picture.seq,
+                            "captured": picture.captured,
+                            "bytes": len(picture.jpeg),
+                            "path": str(picture.path or ""),
+                        }
+                    ),
+                    flush=True,
+                )
+            elif args.json:
                 print(
                     json.dumps(
                         {

@@ -12,7 +12,7 @@ once, each named by its dotted path (``serial.baud``, ``link.timeout_s``).
 ...     parse_config('[serial]\\nport = "/dev/serial0"\\nbaud = 12345\\n[sirial]', "edge.toml")
 ... except ConfigError as exc:
 ...     print(*exc.errors, sep="\\n")
-sirial: unknown section (known: serial, store, link, gpio, log, board, uplink)
+sirial: unknown section (known: serial, store, link, gpio, log, board, uplink, camera)
 serial.baud: 12345 is not a standard baud rate (9600, 19200, 38400, 57600, 115200, 230400, 460800, 921600)
 
 Check a file from the shell (prints ``FILE: ok``, or the errors and exits 1)::
@@ -43,6 +43,8 @@ BOARD_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
 Level = Literal["high", "low"]
 LogLevel = Literal["debug", "info", "warning", "error"]
 LogFormat = Literal["json", "text"]
+CameraBackend = Literal["pi", "ffmpeg", "sim"]
+CAMERA_BACKENDS = ("pi", "ffmpeg", "sim")
 
 
 class ConfigError(ValueError):
@@ -143,6 +145,34 @@ class UplinkConfig:
 
 
 @dataclass(frozen=True)
+class CameraConfig:
+    """The post's camera, its pre-alarm buffer, the live stream and the dome camera's PTZ preset.
+
+    ``backend``: ``pi`` (the camera module), ``ffmpeg`` (an IP camera at ``url``: RTSP or
+    HTTP MJPEG) or ``sim`` (the bench's camera).  ``ptz_url`` empty: no PTZ.
+    """
+
+    enabled: bool = False
+    backend: CameraBackend = "pi"
+    url: str = ""
+    width: int = 640
+    height: int = 480
+    fps: float = 10.0
+    quality: int = 75
+    pre_alarm_s: float = 5.0
+    buffer_mb: float = 16.0
+    stream_fps: float = 5.0
+    stream_max_s: int = 300
+    stream_kbps: int = 2000
+    chunk_kb: int = 32
+    ptz_url: str = ""
+    ptz_profile: str = "Profile_1"
+    ptz_preset: str = "1"
+    ptz_username: str = ""
+    ptz_password_file: str = ""
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole checked config; build it with :func:`load_config` or :func:`parse_config`."""
 
@@ -153,6 +183,7 @@ class Config:
     log: LogConfig = field(default_factory=LogConfig)
     board: BoardConfig = field(default_factory=BoardConfig)
     uplink: UplinkConfig = field(default_factory=UplinkConfig)
+    camera: CameraConfig = field(default_factory=CameraConfig)
 
 
 # A check takes a TOML value and returns (checked value, None) or (None, what is wrong).
@@ -310,6 +341,29 @@ SECTIONS: dict[str, tuple[type[Any], dict[str, Check]]] = {
             "discovery_prefix": _topic_word,
         },
     ),
+    "camera": (
+        CameraConfig,
+        {
+            "enabled": _boolean,
+            "backend": _choice(CAMERA_BACKENDS),
+            "url": _optional_text,
+            "width": _integer(64, 4096),
+            "height": _integer(48, 3072),
+            "fps": _number(0.5, 30.0),
+            "quality": _integer(10, 100),
+            "pre_alarm_s": _number(0.0, 60.0),
+            "buffer_mb": _number(1.0, 512.0),
+            "stream_fps": _number(0.2, 30.0),
+            "stream_max_s": _integer(10, 3600),
+            "stream_kbps": _integer(64, 100_000),
+            "chunk_kb": _integer(4, 256),
+            "ptz_url": _optional_text,
+            "ptz_profile": _text,
+            "ptz_preset": _text,
+            "ptz_username": _optional_text,
+            "ptz_password_file": _optional_text,
+        },
+    ),
 }
 
 
@@ -356,6 +410,9 @@ def _cross_checks(sections: dict[str, Any], errors: list[str]) -> None:
     uplink: UplinkConfig | None = sections.get("uplink")
     if uplink is not None and uplink.enabled:
         _uplink_checks(uplink, errors)
+    camera: CameraConfig | None = sections.get("camera")
+    if camera is not None and camera.enabled:
+        _camera_checks(camera, uplink, errors)
     gpio: GpioConfig | None = sections.get("gpio")
     if gpio is not None and gpio.alarm_line_pin == gpio.board_reset_pin:
         errors.append(f"gpio.board_reset_pin: {gpio.board_reset_pin} is also gpio.alarm_line_pin")
@@ -385,6 +442,36 @@ def _uplink_checks(uplink: UplinkConfig, errors: list[str]) -> None:
         path = getattr(uplink, name)
         if path and not Path(path).is_file():
             errors.append(f"uplink.{name}: {_show(path)} is not a readable file")
+    if uplink.tls:
+        _tls_files_check(uplink, errors)
+
+
+def _tls_files_check(uplink: UplinkConfig, errors: list[str]) -> None:
+    """The certificate files must load now, not fail the first connection after an install."""
+    import ssl
+
+    context = ssl.create_default_context()
+    if uplink.ca_file and Path(uplink.ca_file).is_file():
+        try:
+            context.load_verify_locations(cafile=uplink.ca_file)
+        except (ssl.SSLError, OSError, ValueError) as exc:
+            errors.append(f"uplink.ca_file: {_show(uplink.ca_file)} is not a PEM certificate: {exc}")
+    if uplink.cert_file and uplink.key_file and Path(uplink.cert_file).is_file() and Path(uplink.key_file).is_file():
+        try:
+            context.load_cert_chain(uplink.cert_file, uplink.key_file)
+        except (ssl.SSLError, OSError, ValueError) as exc:
+            errors.append(f"uplink.cert_file: the certificate and uplink.key_file do not load as a pair: {exc}")
+
+
+def _camera_checks(camera: CameraConfig, uplink: UplinkConfig | None, errors: list[str]) -> None:
+    if uplink is not None and not uplink.enabled:
+        errors.append("camera.enabled: needs uplink.enabled (the pictures go to the centre over the uplink)")
+    if camera.backend == "ffmpeg" and not camera.url:
+        errors.append('camera.url: required with backend = "ffmpeg" (the camera\'s rtsp:// or http:// address)')
+    if camera.stream_fps > camera.fps:
+        errors.append(f"camera.stream_fps: more than camera.fps ({camera.stream_fps:g} > {camera.fps:g})")
+    if camera.ptz_password_file and not Path(camera.ptz_password_file).is_file():
+        errors.append(f"camera.ptz_password_file: {_show(camera.ptz_password_file)} is not a readable file")
 
 
 def check_data(data: dict[str, Any], source: str = "config") -> Config:

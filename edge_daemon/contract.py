@@ -18,6 +18,8 @@ audit          1        no        every command received and its outcome
 health         0        no        metrics for the fleet's dashboards
 commands       1        no        centre → post, signed (HMAC-SHA256)
 requests       1        no        unsigned ``status`` or ``self_test`` (Home Assistant)
+snapshots      1        no        alarm, pre-alarm and asked-for pictures (JPEG, in pieces)
+stream         0        no        the live stream's frames (JPEG, in pieces)
 =============  =======  ========  ===================================================
 
 >>> Topics("school-12", "gate-north").events
@@ -59,6 +61,7 @@ COMMANDS = (
     "status",
     "snapshot",
     "stream",
+    "stream_stop",
     "config_set",
     "replay",
 )
@@ -181,11 +184,25 @@ STATE_SCHEMA = _object(
     }
 )
 
-_ARGS: dict[str, dict[str, Any]] = {
-    "config_set": _object({"key": {"type": "string", "pattern": "^[a-z_]{1,40}$"}, "value": {}}),
-    "replay": _object({"from": {"type": "integer", "minimum": 1}}, {"count": {"type": "integer", "minimum": 1}}),
-    "stream": _object({"seconds": {"type": "integer", "minimum": 1, "maximum": 600}}),
+STREAM_MAX_S = 600
+
+# Arguments per command: (schema, required?).  Commands not listed take none.
+_ARGS: dict[str, tuple[dict[str, Any], bool]] = {
+    "config_set": (_object({"key": {"type": "string", "pattern": "^[a-z_]{1,40}$"}, "value": {}}), True),
+    "replay": (
+        _object({"from": {"type": "integer", "minimum": 1}}, {"count": {"type": "integer", "minimum": 1}}),
+        True,
+    ),
+    "stream": (_object({}, {"seconds": {"type": "integer", "minimum": 1, "maximum": STREAM_MAX_S}}), False),
 }
+
+
+def _args_rule(name: str, schema: dict[str, Any], required: bool) -> dict[str, Any]:
+    then: dict[str, Any] = {"properties": {"args": schema}}
+    if required:
+        then["required"] = ["args"]
+    return {"if": {"properties": {"command": {"const": name}}}, "then": then}
+
 
 COMMAND_SCHEMA: dict[str, Any] = dict(
     _object(
@@ -195,10 +212,7 @@ COMMAND_SCHEMA: dict[str, Any] = dict(
             "operator": {"type": "string", "maxLength": 64, "description": "who asked, for the audit"},
         },
     ),
-    allOf=[
-        {"if": {"properties": {"command": {"const": name}}}, "then": {"required": ["args"], "properties": {"args": s}}}
-        for name, s in _ARGS.items()
-    ],
+    allOf=[_args_rule(name, schema, required) for name, (schema, required) in _ARGS.items()],
 )
 
 COMMAND_HEADERS_SCHEMA = _object(
@@ -252,6 +266,32 @@ REQUEST_SCHEMA = {
     "description": "a harmless command anyone allowed by the broker's ACL may ask for, unsigned",
 }
 
+PICTURE_KINDS = ("alarm", "pre", "live", "snapshot")
+
+CHUNK_SCHEMA = {
+    "type": "string",
+    "format": "binary",
+    "description": "one piece of a JPEG frame; the pieces of a frame, in order, make the JPEG whose SHA-256 is sha256",
+}
+
+CHUNK_HEADERS_SCHEMA = _object(
+    {
+        "frame": {"type": "string", "pattern": "^[0-9a-f]{8}-[0-9]{1,10}$", "description": "camera run and seq"},
+        "kind": {
+            "type": "string",
+            "enum": list(PICTURE_KINDS),
+            "description": "alarm: the first picture after a press; pre: before it; live: the stream; snapshot: asked",
+        },
+        "seq": {"type": "string", "pattern": "^[0-9]{1,10}$", "description": "the frame's number in its camera run"},
+        "captured": dict(_TIME, description="when the frame was captured (the Pi's clock)"),
+        "alarm": {"type": "string", "description": "the id of the event that raised the alarm, or empty"},
+        "chunk": {"type": "string", "pattern": "^[0-9]{1,6}$", "description": "this piece's index, from 0"},
+        "chunks": {"type": "string", "pattern": "^[1-9][0-9]{0,5}$", "description": "how many pieces the frame has"},
+        "size": {"type": "string", "pattern": "^[1-9][0-9]{0,9}$", "description": "the whole frame's bytes"},
+        "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$", "maxLength": 64},
+    }
+)
+
 HEALTH_SCHEMA = _object(
     {
         "at": _TIME,
@@ -303,6 +343,26 @@ CHANNELS: dict[str, Channel] = {
             COMMAND_HEADERS_SCHEMA,
         ),
         Channel("requests", "homeassistant", 1, False, "text/plain", REQUEST_SCHEMA, "A status or self-test request."),
+        Channel(
+            "snapshots",
+            "post",
+            1,
+            False,
+            "image/jpeg",
+            CHUNK_SCHEMA,
+            "Alarm, pre-alarm and requested pictures, in pieces.",
+            CHUNK_HEADERS_SCHEMA,
+        ),
+        Channel(
+            "stream",
+            "post",
+            0,
+            False,
+            "image/jpeg",
+            CHUNK_SCHEMA,
+            "The live stream's frames, in pieces.",
+            CHUNK_HEADERS_SCHEMA,
+        ),
     )
 }
 
@@ -338,6 +398,8 @@ class Topics:
         self.health = self.of("health")
         self.commands = self.of("commands")
         self.requests = self.of("requests")
+        self.snapshots = self.of("snapshots")
+        self.stream = self.of("stream")
 
     def of(self, channel: str) -> str:
         if channel not in CHANNELS:
@@ -392,6 +454,10 @@ def decode(channel: str, payload: bytes) -> Any:
     edge_daemon.contract.ContractError: commands: payload: Additional properties are not allowed ('by' was unexpected)
     """
     spec = CHANNELS[channel]
+    if spec.content_type == "image/jpeg":
+        if not payload:
+            raise ContractError(f"{channel}: an empty piece of a picture")
+        return payload
     try:
         text = payload.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -436,6 +502,11 @@ def iso_time(unix: float) -> str:
 def check_headers(headers: dict[str, str]) -> str | None:
     """What is wrong with a command's signature headers (MQTT 5 user properties), or None."""
     return _first_error(COMMAND_HEADERS_SCHEMA, headers)
+
+
+def check_chunk_headers(headers: dict[str, str]) -> str | None:
+    """What is wrong with a picture piece's headers (MQTT 5 user properties), or None."""
+    return _first_error(CHUNK_HEADERS_SCHEMA, headers)
 
 
 if __name__ == "__main__":

@@ -208,9 +208,9 @@ class Uplink:
     def _run(self) -> None:
         delay = self.config.reconnect_min_s
         while not self._halt.is_set():
-            client = self._new_client()
             began = time.monotonic()
             try:
+                client = self._new_client()  # reads the TLS files: one may have been replaced badly
                 client.connect(self.config.host, self.config.port, self.config.keepalive_s, clean_start=True)
             except (OSError, ValueError, ssl.SSLError) as exc:
                 self.counters.connect_failures += 1
@@ -357,9 +357,12 @@ class Uplink:
             waiter.set_result(code)
         if code >= 0x80:
             self.counters.refused += 1
+            if not table:  # state, results, discovery...: logged, not worth a reconnect
+                log.error("the broker refused a message", extra={"reason": reason})
+                return
             log.error(
-                "the broker refused a message: reconnecting to send it again",
-                extra={"table": table or "-", "row": row, "reason": reason},
+                "the broker refused an event: reconnecting to send it again",
+                extra={"table": table, "row": row, "reason": reason},
             )
             client.disconnect()  # nothing is skipped: the backlog is sent again after the backoff
             return
