@@ -58,6 +58,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/link_faults.py
 	$(BIN)/python bench/press_to_centre.py
 	$(BIN)/python bench/uplink_faults.py
+	$(BIN)/python bench/press_to_snapshot.py
 
 clean:
 	rm -rf build .pytest_cache .mypy_cache .ruff_cache

@@ -16,6 +16,8 @@ from edge_daemon.config import ConfigError, load_config
 from edge_daemon.service import serve
 from edge_daemon.store import StoreError
 
+GIL_SWITCH_S = 0.001
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m edge_daemon", description="The alarm post's edge daemon.")
@@ -27,6 +29,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"edge daemon not started: {exc}", file=sys.stderr)
         return 2
     logs.setup(config.log.level, config.log.format)
+    # The camera's and the network's threads take turns with the event loop that stores alarms:
+    # hand the interpreter lock over every 1 ms (default 5 ms) so the loop never waits long for it.
+    sys.setswitchinterval(GIL_SWITCH_S)
     try:
         asyncio.run(serve(config))
     except (StoreError, OSError) as exc:

@@ -94,6 +94,7 @@ class BoardLink:
         self._next_beat = clock()
         self._held: dict[int, ev.Event] = {}  # events after a gap, committed once it is filled
         self._requests: dict[int, asyncio.Future[tuple[int, bytes]]] = {}
+        self.on_stored: Callable[[ev.Event, str], None] | None = None  # (event, source) once committed
         self._next_request = 1
 
     # -- receiving ---------------------------------------------------------------------
@@ -192,6 +193,8 @@ class BoardLink:
         if added:
             self.counters.stored += 1
             log.info("event stored", extra={"seq": event.seq, "code": event.code, "zone": event.zone})
+            if self.on_stored is not None:
+                self.on_stored(event, "board")
         else:
             self.counters.duplicates += 1
 
@@ -208,6 +211,8 @@ class BoardLink:
         """Store an event the daemon itself saw (link loss, the alarm line)."""
         self._own_seq += 1
         self.store.add(self.board, 0, self._own_seq, code, qualifier, zone, value, 0, source="daemon")
+        if self.on_stored is not None:
+            self.on_stored(ev.Event(self._own_seq, 0, 0, code, qualifier, zone, value), "daemon")
 
     def _beat_ms(self) -> int:
         return round(self.heartbeat_s * 1000)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import threading
 import time
 from dataclasses import asdict
 from importlib.metadata import PackageNotFoundError, version
@@ -33,6 +34,7 @@ from edge_daemon.contract import Topics
 from edge_daemon.link import BoardLink
 from edge_daemon.store import EventStore
 from edge_daemon.uplink import Uplink
+from edge_daemon.video import Video, VideoLink
 
 try:
     DAEMON_VERSION = version("alarmpost")
@@ -65,6 +67,8 @@ class Daemon:
         self.stopping = asyncio.Event()
         self.uplink: Uplink | None = None
         self.desk: CommandDesk | None = None
+        self.video: Video | None = None
+        self.video_link: VideoLink | None = None
         if config.uplink.enabled:
             self._make_uplink(config)
 
@@ -78,12 +82,74 @@ class Daemon:
         self.desk = CommandDesk(load_key(settings.command_key_file), self.store, self.link, topics)
         self.desk.local["replay"] = self._replay
         self.uplink.on_command = self.desk.handle
+        if config.camera.enabled:
+            self._make_video(config, topics, password)
         if settings.homeassistant:
             from edge_daemon.homeassistant import Discovery
 
             discovery = Discovery(self.uplink, settings.discovery_prefix, DAEMON_VERSION)
             self.uplink.extra_on_connect.append(discovery.announce)
             self.uplink.on_request = self.desk.handle_unsigned
+
+    def _make_video(self, config: Config, topics: Topics, password: str | None) -> None:
+        from edge_daemon.camera import open_camera
+        from edge_daemon.video import Video, VideoLink
+
+        assert self.desk is not None
+        self.video_link = VideoLink(config.uplink, topics, password)
+        self.video = Video(open_camera(config.camera), self.video_link.publish)
+        self.video.configure(config.camera)
+        self.desk.local["snapshot"] = self._snapshot
+        self.desk.local["stream"] = self._stream
+        self.desk.local["stream_stop"] = self._stream_stop
+        self.link.on_stored = self._event_stored
+
+    def _event_stored(self, event: ev.Event, source: str) -> None:
+        """A press (or the alarm line) starts the pictures and turns the dome camera; a reset ends the stream."""
+        video = self.video
+        if video is None:
+            return
+        if event.code == ev.PANIC and event.qualifier == ev.NEW and not video.alarm_running:
+            uid = self.store.uid_of(self.config.board.name, source, event.boot, event.seq) or ""
+            video.alarm(uid, time.time())
+            self._turn_dome_camera()
+        elif event.code in (ev.PANIC_RESET, ev.CANCEL):
+            video.alarm_cleared()
+
+    def _turn_dome_camera(self) -> None:
+        camera = self.config.camera
+        if not camera.ptz_url:
+            return
+        from edge_daemon.onvif import PtzError, goto_preset
+
+        password = Path(camera.ptz_password_file).read_text().strip() if camera.ptz_password_file else None
+
+        def turn() -> None:
+            try:
+                goto_preset(
+                    camera.ptz_url, camera.ptz_profile, camera.ptz_preset, camera.ptz_username or None, password
+                )
+                log.info("dome camera turned to its alarm preset", extra={"preset": camera.ptz_preset})
+            except PtzError as exc:
+                log.error("the dome camera did not turn", extra={"error": str(exc)})
+
+        threading.Thread(target=turn, name="ptz", daemon=True).start()
+
+    async def _snapshot(self, args: dict[str, Any]) -> tuple[str, str, Any]:
+        assert self.video is not None
+        self.video.snapshot()
+        return "ok", "the next frame goes to snapshots", None
+
+    async def _stream(self, args: dict[str, Any]) -> tuple[str, str, Any]:
+        assert self.video is not None
+        seconds = min(args.get("seconds", 60), self.video.stream_max_s)
+        self.video.stream(seconds)
+        return "ok", f"streaming for {seconds:g} s", {"seconds": seconds}
+
+    async def _stream_stop(self, args: dict[str, Any]) -> tuple[str, str, Any]:
+        assert self.video is not None
+        self.video.stream_stop()
+        return "ok", "stream stopped", None
 
     async def _replay(self, args: dict[str, Any]) -> tuple[str, str, Any]:
         assert self.uplink is not None
@@ -188,6 +254,9 @@ class Daemon:
         self._start_gpio(loop)
         if self.uplink is not None:
             self.uplink.start()
+        if self.video is not None and self.video_link is not None:
+            self.video_link.start()
+            self.video.start()
         sdnotify.ready()
         watchdog = sdnotify.watchdog_interval()
         next_feed = loop.time()
@@ -206,6 +275,9 @@ class Daemon:
         finally:
             sdnotify.stopping()
             loop.remove_reader(self.port.fileno())
+            if self.video is not None and self.video_link is not None:
+                await asyncio.to_thread(self.video.stop)
+                self.video_link.stop()
             if self.uplink is not None:
                 await self.uplink.stop()
             self.close()

@@ -302,6 +302,13 @@ class EventStore:
         rows = self._db.execute(f"SELECT {COLUMNS} FROM events WHERE id >= ? ORDER BY id LIMIT ?", (first_id, limit))
         return [StoredEvent(*row) for row in rows]
 
+    def uid_of(self, board: str, source: str, boot: int, seq: int) -> str | None:
+        """The unique id of one stored event, or None."""
+        row = self._db.execute(
+            "SELECT uid FROM events WHERE board = ? AND source = ? AND boot = ? AND seq = ?", (board, source, boot, seq)
+        ).fetchone()
+        return None if row is None else str(row[0])
+
     def last_id(self) -> int:
         """The newest event's id (its number ``n`` for the centre), 0 if none."""
         row = self._db.execute("SELECT MAX(id) FROM events").fetchone()

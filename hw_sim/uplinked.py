@@ -39,7 +39,9 @@ class UplinkedPost:
         uplink: dict[str, Any] | None = None,
         bench: Bench | None = None,
         site: str | None = None,
+        camera: dict[str, Any] | None = None,
     ) -> None:
+        """``uplink`` and ``camera`` add to or change the daemon's ``[uplink]`` and ``[camera]`` settings."""
         self.folder = folder
         self.site = site or self.site
         self.host, self.port = host, port
@@ -60,6 +62,10 @@ class UplinkedPost:
         }
         settings.update(uplink or {})
         toml = "\n[uplink]\n" + "".join(f"{k} = {_toml(v)}\n" for k, v in settings.items())
+        if camera is not None:
+            pictures = {"enabled": True, "backend": "sim", "width": 320, "height": 240, "fps": 10.0}
+            pictures.update(camera)
+            toml += "\n[camera]\n" + "".join(f"{k} = {_toml(v)}\n" for k, v in pictures.items())
         self.bench = bench if bench is not None else linked_bench(folder)
         assert self.bench.wire is not None
         self.pi = PiProcess(self.bench.wire.path, folder, board=post, extra=toml)

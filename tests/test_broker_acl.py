@@ -214,7 +214,7 @@ def client(broker: Mosquitto, pki: Pki) -> Iterator[Callable[..., Client]]:
 
 # -- the ACL -------------------------------------------------------------------------------------------------------
 
-POST_CHANNELS = ("availability", "state", "events", "results", "audit", "health")
+POST_CHANNELS = ("availability", "state", "events", "results", "audit", "health", "snapshots", "stream")
 
 
 def test_a_post_publishes_on_each_of_its_channels_and_the_centre_gets_them(client: Callable[..., Client]) -> None:
@@ -463,3 +463,12 @@ def test_the_post_reaches_the_centre_over_tls_with_its_own_account(broker: Mosqu
         assert centre.invalid == []
     finally:
         post.stop()
+
+
+def test_the_acl_grants_a_post_every_channel_the_contract_gives_it() -> None:
+    from edge_daemon.contract import CHANNELS
+
+    lines = set((SHIPPED / "acl").read_text().splitlines())
+    for name, channel in CHANNELS.items():
+        access = "write" if channel.sender == "post" else "read"
+        assert f"pattern {access} alarmpost/v1/%u/{name}" in lines, name

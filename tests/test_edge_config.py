@@ -148,7 +148,10 @@ def test_config_is_frozen() -> None:
         ('[store]\npath = ""', "store.path: must not be empty"),
         ("[store]\npath = 5", "store.path: 5 is not a string"),
         ("[serial]\nparity = 'N'", "serial.parity: unknown key (known: port, baud)"),
-        ("[sirial]\nport = 'x'", "sirial: unknown section (known: serial, store, link, gpio, log, board, uplink, camera)"),
+        (
+            "[sirial]\nport = 'x'",
+            "sirial: unknown section (known: serial, store, link, gpio, log, board, uplink, camera)",
+        ),
         ("name = 'post-1'", "name: unknown section"),
         ("gpio = 5", "gpio: 5 is not a table (write it as [gpio])"),
     ],
