@@ -26,7 +26,12 @@ centre sees them, the events as they arrive (with the press-to-centre latency of
 a panic) and the counts of events, duplicates dropped and contract violations.
 The operator's commands go through the centre as signed MQTT commands; only
 while the broker is down do they go straight over the Pi's link, and the result
-says so.
+says so.  The daemon also runs the bench's camera (:class:`hw_sim.camera.SimCamera`,
+320x240 at 5 frames a second): on a press the centre gets the alarm picture
+(with its red alarm mark), the pictures from the 3 s before, and the live stream
+until the reset; the plain log prints a ``centre picture`` line for each picture
+but the stream's, and the screen counts them and says where they are saved
+(``--pictures DIR`` keeps them after the sim ends).
 
 Keys:
 
@@ -304,6 +309,7 @@ class Pi:
         self.failure: str | None = None  # why the latest daemon stopped on its own, or did not start
         self.last_command = "nothing yet"
         self.uplink: dict[str, Any] | None = None  # the daemon's [uplink] table, when there is a broker
+        self.camera: dict[str, Any] | None = None  # its [camera] table: the bench's camera
         self._asked_to_stop = False
         self.stored: list[StoredEvent] = []  # every event in the store, in the order it was stored
         self._reader: sqlite3.Connection | None = None
@@ -325,7 +331,8 @@ class Pi:
                 },
                 "log": {"format": "text"},
             }
-            | ({"uplink": self.uplink} if self.uplink else {}),
+            | ({"uplink": self.uplink} if self.uplink else {})
+            | ({"camera": self.camera} if self.uplink and self.camera else {}),
             "the sim's edge daemon config",
         )
 
@@ -1110,6 +1117,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default="auto",
         help="the centre's MQTT broker on loopback; auto: mosquitto when installed, else the embedded one",
     )
+    parser.add_argument(
+        "--pictures",
+        type=Path,
+        metavar="DIR",
+        help="keep the pictures the centre receives in DIR (default: the sim's temporary folder, removed on exit)",
+    )
     return parser.parse_args(argv)
 
 
@@ -1144,6 +1157,7 @@ def start_centre(sim: Sim) -> str | None:
     except (MissingTool, BrokerError, OSError, RuntimeError) as exc:
         return f"the broker did not start: {first_line(exc)}"
     sim.pi.uplink = sim.centre.uplink_settings()
+    sim.pi.camera = sim.centre.camera_settings()
     try:
         sim.centre.connect(sim.pi.config().board.name)
     except (CentreError, BenchError, ValueError) as exc:
@@ -1214,7 +1228,7 @@ def main(argv: list[str] | None = None) -> int:
     pi: Pi | None = None
     try:
         pi = Pi(bench)
-        sim = Sim(bench, pi, SimCentre(pi.folder / "centre", args.broker))
+        sim = Sim(bench, pi, SimCentre(pi.folder / "centre", args.broker, args.pictures))
     except BaseException:
         if pi is not None:
             pi.close()

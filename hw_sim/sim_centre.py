@@ -26,6 +26,7 @@ from __future__ import annotations
 import bisect
 import json
 import time
+from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,7 @@ from alarmpost.patterns import LATCHED
 from edge_daemon import auth
 from edge_daemon.centre import Centre, CentreError, Message
 from edge_daemon.commands import BOARD_STATUSES
+from edge_daemon.viewer import Picture
 from hw_sim.mosquitto import BrokerError, Mosquitto
 from hw_sim.mqtt_broker import BrokerThread
 from hw_sim.paths import MissingTool, tool
@@ -127,8 +129,10 @@ class SimBroker:
 class SimCentre:
     """The broker, the command key and a reference centre for the sim's post; see the module docstring."""
 
-    def __init__(self, folder: Path, broker: str = "auto") -> None:
+    def __init__(self, folder: Path, broker: str = "auto", pictures: Path | None = None) -> None:
         folder.mkdir(parents=True, exist_ok=True)
+        self.pictures = pictures or folder / "pictures"  # where the centre's viewer saves what arrives
+        self._shown_pictures = 0
         self.broker = SimBroker(folder, broker)
         self.key_file = folder / "command.key"
         self.key_file.write_text(auth.new_key() + "\n")
@@ -161,10 +165,31 @@ class SimCentre:
             "reconnect_max_s": 2.0,
         }
 
+    def camera_settings(self) -> dict[str, Any]:
+        """The daemon's ``[camera]`` table: the bench's camera, small pictures, a modest stream."""
+        return {
+            "enabled": True,
+            "backend": "sim",
+            "width": 320,
+            "height": 240,
+            "fps": 5.0,
+            "pre_alarm_s": 3.0,
+            "stream_fps": 2.0,
+            "stream_kbps": 500,
+        }
+
     def connect(self, post: str) -> None:
         """Connect the centre, holding ``post``'s command key; CentreError if the broker does not answer."""
         key = auth.load_key(self.key_file)
-        centre = Centre(HOST, self.broker.port, keys={(SITE, post): key}, username=None, tls=False, clean=True)
+        centre = Centre(
+            HOST,
+            self.broker.port,
+            keys={(SITE, post): key},
+            username=None,
+            tls=False,
+            clean=True,
+            pictures=self.pictures,
+        )
         centre.client.reconnect_delay_set(1, 2)  # back soon after the m key starts the broker again
         self.centre, self.post = centre.connect(), post
 
@@ -263,10 +288,36 @@ class SimCentre:
         events = self.centre.events[self._shown_events :]
         self._shown_events += len(events)
         lines = [(m.received, "centre event " + event_text(m, presses)) for m in events]
+        lines += self._picture_lines()
         invalid = self.centre.invalid[self._shown_invalid :]
         self._shown_invalid += len(invalid)
         now = time.monotonic()
         return lines + [(now, f"centre contract violation: {text}") for text in invalid]
+
+    def picture_list(self) -> list[Picture]:
+        if self.centre is None:
+            return []
+        return [m.payload for m in self.centre.received if isinstance(m.payload, Picture)]
+
+    def _picture_lines(self) -> list[tuple[float, str]]:
+        """A line per alarm, pre-alarm or asked picture (the stream's frames are only counted)."""
+        assert self.centre is not None
+        arrived = [m for m in self.centre.received if isinstance(m.payload, Picture)]
+        new, self._shown_pictures = arrived[self._shown_pictures :], len(arrived)
+        return [(m.received, "centre picture " + picture_text(m.payload)) for m in new if m.payload.kind != "live"]
+
+    def pictures_text(self) -> str:
+        kinds = Counter(p.kind for p in self.picture_list())
+        if not kinds:
+            return f"none yet (saved in {self.pictures})"
+        counts = ", ".join(f"{kinds[k]} {k}" for k in ("alarm", "pre", "snapshot", "live") if kinds[k])
+        return f"{counts}; saved in {self.pictures}"
+
+
+def picture_text(picture: Picture) -> str:
+    mark = " with the alarm mark" if picture.kind == "alarm" else ""
+    where = f", saved as {picture.path.name}" if picture.path is not None else ""
+    return f"{picture.kind} #{picture.seq}{mark}, {len(picture.jpeg) // 1024} KB{where}"
 
 
 def _about(message: Message, channel: str, post: str) -> bool:
@@ -347,6 +398,7 @@ def centre_rows(centre: SimCentre, uplink: str) -> list[Row]:
         + [("", "   centre "), ("" if centre.connected else "alert", link)],
         _state_row(centre, uplink),
         [("", f"events received {counts}  contract violations "), ("alert" if violations else "", str(violations))],
+        [("", f"pictures {centre.pictures_text()}")],
         [("", f"command {centre.last_command}")],
         [("", f"status  {_status_text(centre.status_data)}")],
     ]

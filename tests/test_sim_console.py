@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from hw_sim.camera import has_alarm_mark
+
 from .conftest import require
 
 
@@ -104,9 +106,12 @@ def _processes_mentioning(text: str) -> list[str]:
     return found
 
 
-def test_sim_console_commands_go_through_the_centre_on_mosquitto() -> None:
+def test_sim_console_commands_go_through_the_centre_on_mosquitto(tmp_path: Path) -> None:
     require("mosquitto")
-    result = _run("hw_sim.console", "--broker", "mosquitto", "--script", "b,wait:0.3,b,a,x,o,c")
+    pictures = tmp_path / "pictures"
+    result = _run(
+        "hw_sim.console", "--broker", "mosquitto", "--pictures", str(pictures), "--script", "b,wait:0.3,b,a,x,o,c"
+    )
     assert result.returncode == 0, result.stderr
     out = result.stdout
     port = re.search(r"centre broker: mosquitto 127\.0\.0\.1:(\d+) running", out)
@@ -133,6 +138,12 @@ def test_sim_console_commands_go_through_the_centre_on_mosquitto() -> None:
     folder = _pi_folder(out)
     assert not folder.exists()
     assert _processes_mentioning(str(folder)) == []  # mosquitto stopped with the console
+    # the camera: the alarm picture (with its mark) reached the centre, which saved it where it says
+    picture = re.search(r"centre picture alarm #\d+ with the alarm mark, \d+ KB, saved as (\S+\.jpg)", out)
+    assert picture, out
+    assert re.search(rf"pictures \d+ alarm.*; saved in {re.escape(str(pictures))}", final)
+    saved = pictures / "sim-school" / "post-1" / picture[1]
+    assert has_alarm_mark(saved.read_bytes())
 
 
 def test_sim_console_embedded_broker_stops_and_the_backlog_drains() -> None:
