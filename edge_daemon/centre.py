@@ -430,6 +430,13 @@ COMMAND_WORDS = {
 }
 
 
+def _stream_seconds(text: str) -> int:
+    seconds = int(text)
+    if not 1 <= seconds <= contract.STREAM_MAX_S:
+        raise argparse.ArgumentTypeError(f"{seconds}: a stream lasts 1-{contract.STREAM_MAX_S} seconds")
+    return seconds
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m edge_daemon.centre", description="The reference centre client.")
     parser.add_argument("--host", default="localhost")
@@ -465,7 +472,7 @@ def _parser() -> argparse.ArgumentParser:
             command.add_argument("key")
             command.add_argument("value", help='a JSON value (e.g. 120, true, "text")')
         if word == "stream":
-            command.add_argument("seconds", type=int, nargs="?", default=60)
+            command.add_argument("seconds", type=_stream_seconds, nargs="?", default=60)
         if word == "replay":
             command.add_argument("first", type=int, metavar="FROM")
             command.add_argument("count", type=int, nargs="?", default=100)

@@ -119,7 +119,11 @@ class CommandDesk:
         name = command["command"]
         args = command.get("args", {})
         if name in self.local:
-            return await self.local[name](args)
+            try:
+                return await self.local[name](args)
+            except Exception as exc:  # a fault in one part must still get the centre an answer
+                log.exception("command failed", extra={"command": name})
+                return "failed", f"{name} failed on the post: {exc}", None
         if name not in BOARD_COMMANDS:
             return "unavailable", f"this post has no {name} (no such part configured)", None
         if self.link.up is not True:

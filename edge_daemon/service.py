@@ -44,6 +44,7 @@ except PackageNotFoundError:  # run from a source tree that was not installed
 log = logging.getLogger("edge_daemon")
 
 TICK_S = 0.05
+NO_CAMERA = ("unavailable", "the camera did not start (see the daemon's log)", None)
 
 
 class Daemon:
@@ -104,6 +105,19 @@ class Daemon:
         self.desk.local["stream_stop"] = self._stream_stop
         self.link.on_stored = self._event_stored
 
+    def _start_video(self, video: Video, link: VideoLink) -> None:
+        """Start the camera; one that cannot start costs the pictures, never the alarms."""
+        from edge_daemon.camera import CameraError
+
+        try:
+            video.start()
+        except CameraError as exc:
+            log.error("no pictures: the camera did not start", extra={"error": str(exc)})
+            video.stop()
+            self.video = None
+            return
+        link.start()
+
     def _event_stored(self, event: ev.Event, source: str) -> None:
         """A press (or the alarm line) starts the pictures and turns the dome camera; a reset ends the stream."""
         video = self.video
@@ -136,18 +150,21 @@ class Daemon:
         threading.Thread(target=turn, name="ptz", daemon=True).start()
 
     async def _snapshot(self, args: dict[str, Any]) -> tuple[str, str, Any]:
-        assert self.video is not None
+        if self.video is None:
+            return NO_CAMERA
         self.video.snapshot()
         return "ok", "the next frame goes to snapshots", None
 
     async def _stream(self, args: dict[str, Any]) -> tuple[str, str, Any]:
-        assert self.video is not None
+        if self.video is None:
+            return NO_CAMERA
         seconds = min(args.get("seconds", 60), self.video.stream_max_s)
         self.video.stream(seconds)
         return "ok", f"streaming for {seconds:g} s", {"seconds": seconds}
 
     async def _stream_stop(self, args: dict[str, Any]) -> tuple[str, str, Any]:
-        assert self.video is not None
+        if self.video is None:
+            return NO_CAMERA
         self.video.stream_stop()
         return "ok", "stream stopped", None
 
@@ -255,8 +272,7 @@ class Daemon:
         if self.uplink is not None:
             self.uplink.start()
         if self.video is not None and self.video_link is not None:
-            self.video_link.start()
-            self.video.start()
+            self._start_video(self.video, self.video_link)
         sdnotify.ready()
         watchdog = sdnotify.watchdog_interval()
         next_feed = loop.time()
@@ -275,8 +291,9 @@ class Daemon:
         finally:
             sdnotify.stopping()
             loop.remove_reader(self.port.fileno())
-            if self.video is not None and self.video_link is not None:
+            if self.video is not None:
                 await asyncio.to_thread(self.video.stop)
+            if self.video_link is not None:
                 self.video_link.stop()
             if self.uplink is not None:
                 await self.uplink.stop()

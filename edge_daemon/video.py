@@ -121,6 +121,7 @@ class Video:
         self._stream_until = 0.0
         self._asked_until = 0.0  # the end of a stream the centre asked for
         self._stream_sent_seq = 0
+        self._next_live_at = 0.0
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name="video", daemon=True)
         self.bucket = TokenBucket(self.rate_bytes_s, max(self.rate_bytes_s, 4 * self.chunk_bytes))
@@ -207,7 +208,10 @@ class Video:
         return time.monotonic() < self._stream_until
 
     def stop(self) -> None:
-        self.camera.stop()
+        try:
+            self.camera.stop()
+        except Exception:  # a camera that never started may not stop cleanly either
+            log.exception("the camera did not stop cleanly")
         with self._cond:
             self._stopping = True
             self._cond.notify_all()
@@ -232,8 +236,11 @@ class Video:
         if self._asked:
             return self.alarm_picture_wait_s / 4  # to notice a camera that stopped delivering
         if self.streaming:
-            return 1.0 / self.stream_fps
+            return max(0.001, self._next_live_at - time.monotonic()) if self._new_live_frame() else None
         return None
+
+    def _new_live_frame(self) -> bool:
+        return bool(self._frames) and self._frames[-1].seq != self._stream_sent_seq
 
     def _next_job(self) -> Callable[[], None] | None:
         """What to send next (called holding the lock): asked pictures, then pre-alarm, then the stream."""
@@ -250,8 +257,10 @@ class Video:
             return partial(self._send, "snapshots", frame, "pre", alarm_id)
         if self._asked or self._pre:
             return None  # the alarm picture and the seconds before it go first: the stream waits
-        if self.streaming and self._frames and self._frames[-1].seq != self._stream_sent_seq:
+        now = time.monotonic()
+        if self.streaming and now >= self._next_live_at and self._new_live_frame():
             self._stream_sent_seq = self._frames[-1].seq
+            self._next_live_at = now + 1.0 / self.stream_fps  # the stream's own rate, whatever the camera's
             return partial(self._send_live, self._frames[-1])
         return None
 
@@ -260,8 +269,6 @@ class Video:
             self.counters.skipped += 1  # over the cap: this frame is skipped, a newer one will come
             return
         self._send("stream", frame, "live", self._alarm_id if self._alarm_active else "")
-        with self._cond:  # pace the stream: the next frame no sooner than 1/stream_fps from now
-            self._cond.wait(1.0 / self.stream_fps)
 
     def _send(self, channel: str, frame: Frame, kind: str, alarm_id: str, overdraw: bool = False) -> None:
         digest = hashlib.sha256(frame.jpeg).hexdigest()

@@ -124,3 +124,19 @@ def test_alarm_events_keep_their_latency_while_the_stream_runs_at_the_cap(post: 
     assert post.centre_seqs(centre) == sorted(set(post.board_seqs()) & set(post.centre_seqs(centre)))
     assert statistics.median(latencies) < 50 and max(latencies) < 250, latencies
     assert centre.viewer.counters.pictures > 5
+
+
+def test_a_camera_that_cannot_start_costs_the_pictures_not_the_alarms(tmp_path: Path, broker: Mosquitto) -> None:
+    require("micropython")
+    rig = UplinkedPost(tmp_path, broker.host, broker.port, camera={"backend": "pi"})  # no picamera2 here
+    rig.start()
+    try:
+        centre = rig.centre()
+        rig.wait_online(centre)
+        rig.bench.press()
+        seq = rig.bench.wait_event(ev.PANIC).seq
+        centre.wait_for(lambda m: m.channel == "events" and m.payload["seq"] == seq, since=0)
+        assert "no pictures: the camera did not start" in rig.log_tail(100_000)
+        assert centre.command(rig.site, rig.post, "snapshot")["status"] == "unavailable"
+    finally:
+        rig.stop()

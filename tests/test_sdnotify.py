@@ -191,7 +191,7 @@ def test_unit_has_the_settings_the_daemon_relies_on() -> None:
         "KillSignal": "SIGTERM",
         "TimeoutStopSec": "10",
         "User": "alarmpost",
-        "SupplementaryGroups": "dialout gpio",
+        "SupplementaryGroups": "dialout gpio video",
         "StateDirectory": "alarmpost",
         "NoNewPrivileges": "yes",
         "ProtectSystem": "strict",

@@ -218,3 +218,20 @@ def _frame(jpeg: bytes, seq: int):  # type: ignore[no-untyped-def]
     from edge_daemon.camera import Frame
 
     return Frame(jpeg, time.time(), seq)
+
+
+def test_the_stream_keeps_its_own_frame_rate(centre: Centre) -> None:
+    video = Video(SimCamera(320, 240, fps=10.0), centre.publish)
+    video.stream_fps = 2.0
+    video.start()
+    try:
+        video.stream(30)
+        centre.wait(lambda p: p.kind == "live")
+        start = time.monotonic()
+        wait_buffered(video, 3.0)
+        window = time.monotonic() - start
+    finally:
+        video.stop()
+    live = [p for p in centre.pictures if p.kind == "live"]
+    assert len(live) <= window * video.stream_fps + 2  # 2 a second, not the camera's 10
+    assert len(live) >= 3
