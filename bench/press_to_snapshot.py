@@ -95,7 +95,7 @@ def cycle(post: UplinkedPost, centre: Centre, repeats: int) -> tuple[float | Non
             lost += 1
     window = time.monotonic() - window_start
     pictures = [m.payload for m in centre.received[first:] if isinstance(m.payload, Picture)]
-    RATES.append(sum(len(p.jpeg) for p in pictures) * 8 / 1000 / window)
+    RATES.append(sum(p.size for p in pictures) * 8 / 1000 / window)
     mark = len(post.bench.logged)
     post.bench.turn_key(hold_s=0.08)
     post.bench.wait_event(ev.PANIC_RESET, since=mark)

@@ -10,8 +10,9 @@ broker.  The centre signs, as MQTT 5 user properties of the command:
 
 The post accepts a command only when the signature matches, ``ts`` is within
 ``window_s`` (30 s) of its own clock, and the nonce has not been seen before.
-Nonces are remembered durably (in the event store) for four times the window, so a
-captured command cannot be replayed, not even across a restart of the daemon.
+Nonces are remembered durably (in the event store) for four times the window after the
+newest accepted command, so a captured command cannot be replayed, not across a restart
+of the daemon nor after the Pi's clock was set back.
 
 >>> key = bytes(32)
 >>> headers = sign(key, "alarmpost/v1/s/p/commands", b'{"command":"reset"}', now=1_800_000_000)

@@ -176,6 +176,13 @@ class Centre:
 
     def _on_message(self, client: mqtt.Client, _: Any, message: mqtt.MQTTMessage) -> None:
         try:
+            self._handle(message)
+        except Exception:  # paho's thread would die with it, and the centre would hear nothing more
+            log.exception("a message could not be handled", extra={"topic": message.topic})
+            self.invalid.append(f"{message.topic}: could not be handled (see the log)")
+
+    def _handle(self, message: mqtt.MQTTMessage) -> None:
+        try:
             site, post, channel = contract.parse_topic(message.topic)
         except ContractError as exc:
             self.invalid.append(str(exc))
@@ -212,6 +219,8 @@ class Centre:
         pairs = getattr(message.properties, "UserProperty", None) or []
         picture = self.viewer.add(site, post, channel, bytes(message.payload), dict(pairs))
         if picture is not None:
+            if picture.kind == "live":  # kept on disk (with --save), not in memory: a stream never ends
+                picture.size, picture.jpeg = len(picture.jpeg), b""
             self._arrive(Message(site, post, channel, picture, time.monotonic()))
 
     def _arrive(self, got: Message) -> None:
@@ -224,6 +233,8 @@ class Centre:
         event = got.payload
         if event["id"] in self._seen:
             self.duplicates += 1
+            with self._arrived:
+                self._arrived.notify_all()  # for wait_until on the counts
             return False
         self._seen.add(event["id"])
         self.events.append(got)
@@ -282,6 +293,16 @@ class Centre:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise CentreError(f"no matching message within {timeout:g} s")
+                self._arrived.wait(left)
+
+    def wait_until(self, test: Callable[[], bool], timeout: float = 10.0) -> None:
+        """Wait until ``test()`` holds, looking again as each message (or dropped copy) arrives."""
+        deadline = time.monotonic() + timeout
+        with self._arrived:
+            while not test():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise CentreError(f"not so within {timeout:g} s")
                 self._arrived.wait(left)
 
     def stream(self, timeout: float | None = None) -> Iterator[Message]:
@@ -378,7 +399,11 @@ def _keys_from_folder(folder: Path) -> Callable[[str, str], bytes | None]:
 
     def lookup(site: str, post: str) -> bytes | None:
         path = folder / site / f"{post}.key"
-        return auth.load_key(path) if path.exists() else None
+        try:
+            return auth.load_key(path) if path.exists() else None
+        except auth.KeyFileError as exc:
+            log.error("unusable command key", extra={"error": str(exc)})
+            return None
 
     return lookup
 
@@ -400,7 +425,7 @@ def _describe(message: Message) -> str:
         )
     if isinstance(p, Picture):
         saved = f" saved to {p.path}" if p.path else ""
-        return f"PICTURE {where} {p.kind} #{p.seq} captured {p.captured}, {len(p.jpeg) // 1024} KB{saved}"
+        return f"PICTURE {where} {p.kind} #{p.seq} captured {p.captured}, {p.size // 1024} KB{saved}"
     if message.channel == "results":
         return f"RESULT {where} {p['command']}: {p['status']} ({p['detail']})"
     return f"{message.channel.upper()} {where} {json.dumps(p)}"
@@ -551,7 +576,7 @@ def _watch(centre: Centre, args: argparse.Namespace) -> int:
                             "kind": picture.kind,
                             "seq": picture.seq,
                             "captured": picture.captured,
-                            "bytes": len(picture.jpeg),
+                            "bytes": picture.size,
                             "path": str(picture.path or ""),
                         }
                     ),

@@ -193,8 +193,7 @@ class BoardLink:
         if added:
             self.counters.stored += 1
             log.info("event stored", extra={"seq": event.seq, "code": event.code, "zone": event.zone})
-            if self.on_stored is not None:
-                self.on_stored(event, "board")
+            self._tell_stored(event, "board")
         else:
             self.counters.duplicates += 1
 
@@ -211,8 +210,16 @@ class BoardLink:
         """Store an event the daemon itself saw (link loss, the alarm line)."""
         self._own_seq += 1
         self.store.add(self.board, 0, self._own_seq, code, qualifier, zone, value, 0, source="daemon")
-        if self.on_stored is not None:
-            self.on_stored(ev.Event(self._own_seq, 0, 0, code, qualifier, zone, value), "daemon")
+        self._tell_stored(ev.Event(self._own_seq, 0, 0, code, qualifier, zone, value), "daemon")
+
+    def _tell_stored(self, event: ev.Event, source: str) -> None:
+        """Tell the listener (the camera) of a stored event; its faults never reach the link."""
+        if self.on_stored is None:
+            return
+        try:
+            self.on_stored(event, source)
+        except Exception:
+            log.exception("a listener failed on a stored event; the link goes on")
 
     def _beat_ms(self) -> int:
         return round(self.heartbeat_s * 1000)

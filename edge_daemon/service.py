@@ -70,6 +70,7 @@ class Daemon:
         self.desk: CommandDesk | None = None
         self.video: Video | None = None
         self.video_link: VideoLink | None = None
+        self._ptz_password: str | None = None
         if config.uplink.enabled:
             self._make_uplink(config)
 
@@ -100,10 +101,21 @@ class Daemon:
         self.video_link = VideoLink(config.uplink, topics, password)
         self.video = Video(open_camera(config.camera), self.video_link.publish)
         self.video.configure(config.camera)
+        self._ptz_password = self._read_ptz_password(config.camera.ptz_password_file)
         self.desk.local["snapshot"] = self._snapshot
         self.desk.local["stream"] = self._stream
         self.desk.local["stream_stop"] = self._stream_stop
         self.link.on_stored = self._event_stored
+
+    @staticmethod
+    def _read_ptz_password(path: str) -> str | None:
+        if not path:
+            return None
+        try:
+            return Path(path).read_text().strip()
+        except OSError as exc:  # the dome camera will refuse us; the alarm goes on regardless
+            log.error("cannot read camera.ptz_password_file", extra={"error": str(exc)})
+            return None
 
     def _start_video(self, video: Video, link: VideoLink) -> None:
         """Start the camera; one that cannot start costs the pictures, never the alarms."""
@@ -136,7 +148,7 @@ class Daemon:
             return
         from edge_daemon.onvif import PtzError, goto_preset
 
-        password = Path(camera.ptz_password_file).read_text().strip() if camera.ptz_password_file else None
+        password = self._ptz_password
 
         def turn() -> None:
             try:
@@ -173,7 +185,7 @@ class Daemon:
         if not self.uplink.connected:
             return "failed", "not connected to the broker", None
         sent = self.uplink.replay(args["from"], min(args.get("count", 1000), 1000))
-        return "ok", f"{sent} events sent again", {"sent": sent}
+        return "ok", f"{sent} events queued to be sent again", {"sent": sent}
 
     def post_state(self) -> dict[str, Any]:
         """The post's state as the centre sees it (the ``state`` payload)."""

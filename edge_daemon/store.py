@@ -366,9 +366,27 @@ class EventStore:
         return [AuditRecord(*row) for row in rows]
 
     def remember_nonce(self, nonce: str, ts: float, keep_s: float) -> bool:
-        """True the first time ``nonce`` is seen, False for a replay; forgets nonces older than ``keep_s``."""
-        self._db.execute("DELETE FROM nonces WHERE ts < ?", (time.time() - keep_s,))
-        return self._db.execute("INSERT OR IGNORE INTO nonces (nonce, ts) VALUES (?, ?)", (nonce, ts)).rowcount == 1
+        """True the first time ``nonce`` is seen, False for a replay.
+
+        Nonces are forgotten ``keep_s`` after the newest accepted command's ``ts``, not after
+        the Pi's clock: a clock set back (a power cut before NTP answers) cannot make a
+        forgotten nonce usable again, because a command older than the newest one by more than
+        ``keep_s`` is refused as well.
+        """
+        row = self._db.execute("SELECT MAX(ts) FROM nonces").fetchone()
+        newest = ts if row[0] is None else max(float(row[0]), ts)
+        if ts < newest - keep_s:
+            return False
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._db.execute("DELETE FROM nonces WHERE ts < ?", (newest - keep_s,))
+            added = self._db.execute("INSERT OR IGNORE INTO nonces (nonce, ts) VALUES (?, ?)", (nonce, ts)).rowcount
+            self._db.execute("COMMIT")
+        except BaseException:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            raise
+        return added == 1
 
     def set_state(self, key: str, value: str) -> None:
         """Keep ``value`` under ``key`` (e.g. ``set_state("link", "down")``), committed before returning."""

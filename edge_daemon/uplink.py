@@ -155,9 +155,10 @@ class Uplink:
         self._thread: threading.Thread | None = None
         self._halt = threading.Event()
         self._client: mqtt.Client | None = None  # the connected client, as the loop knows it
-        self._inflight: dict[int, tuple[str, int]] = {}  # mid -> (outbox table or "", row id)
+        self._inflight: dict[int, tuple[str, int]] = {}  # mid -> (outbox table, "replay" or "", row id)
         self._cursor = {"events": 0, "audit": 0}  # highest row id published on this connection
         self._acked: dict[str, list[int]] = {"events": [], "audit": []}
+        self._replay: tuple[int, int] | None = None  # event numbers still to send again, first and last
         self._flush_scheduled = False
         self._waiting: dict[int, asyncio.Future[int]] = {}  # mid -> PUBACK reason code
         self._state_sent: dict[str, Any] | None = None
@@ -337,6 +338,9 @@ class Uplink:
             payload = contract.encode("audit", audit_payload(record, store_id))
             self._publish(self.topics.audit, payload, outbox=("audit", record.id))
             self._cursor["audit"] = record.id
+            room -= 1
+        if room > 0 and self._replay is not None:
+            self._pump_replay(room)
 
     def _event_bytes(self, event: StoredEvent, store_id: str, replayed: bool = False) -> bytes:
         value = event_payload(event, self.topics, store_id, replayed)
@@ -366,7 +370,7 @@ class Uplink:
             )
             client.disconnect()  # nothing is skipped: the backlog is sent again after the backoff
             return
-        if table:
+        if table in self._acked:  # an event or an audit record (not a replayed copy)
             self._acked[table].append(row)
             if not self._flush_scheduled:
                 self._flush_scheduled = True
@@ -456,14 +460,30 @@ class Uplink:
         }
 
     def replay(self, first: int, count: int) -> int:
-        """Publish the events numbered ``first`` .. ``first + count - 1`` again (the centre asked); how many."""
+        """Send the events numbered ``first`` .. ``first + count - 1`` again (the centre asked); how many.
+
+        They go through :meth:`pump` behind anything new and within the window, so a replay
+        never holds a fresh alarm back.
+        """
+        last = min(first + count - 1, self.store.last_id())  # numbers are never reused nor deleted
+        if last < first:
+            return 0
+        if self._replay is None:
+            self._replay = (first, last)
+        else:
+            self._replay = (min(self._replay[0], first), max(self._replay[1], last))
+        self.pump()
+        return last - first + 1
+
+    def _pump_replay(self, room: int) -> None:
+        assert self._replay is not None
+        first, last = self._replay
         store_id = self.store.store_id
-        events = self.store.events_from(first, count)
-        for event in events:
-            payload = self._event_bytes(event, store_id, replayed=True)
-            self._publish(self.topics.events, payload)
-        self.counters.replayed += len(events)
-        return len(events)
+        for event in self.store.events_from(first, min(room, last - first + 1)):
+            self._publish(self.topics.events, self._event_bytes(event, store_id, replayed=True), outbox=("replay", 0))
+            self.counters.replayed += 1
+            first = event.id + 1
+        self._replay = (first, last) if first <= last else None
 
     async def stop(self) -> None:
         """Say ``stopped`` (retained), disconnect cleanly (no Last Will) and end the network thread."""

@@ -46,6 +46,10 @@ class Picture:
     alarm: str
     jpeg: bytes
     path: Path | None = None
+    size: int = 0  # the JPEG's bytes, also when the centre no longer keeps them (live frames)
+
+    def __post_init__(self) -> None:
+        self.size = self.size or len(self.jpeg)
 
 
 @dataclass

@@ -317,7 +317,7 @@ class SimCentre:
 def picture_text(picture: Picture) -> str:
     mark = " with the alarm mark" if picture.kind == "alarm" else ""
     where = f", saved as {picture.path.name}" if picture.path is not None else ""
-    return f"{picture.kind} #{picture.seq}{mark}, {len(picture.jpeg) // 1024} KB{where}"
+    return f"{picture.kind} #{picture.seq}{mark}, {picture.size // 1024} KB{where}"
 
 
 def _about(message: Message, channel: str, post: str) -> bool:

@@ -72,15 +72,16 @@ def test_audit_is_an_outbox_of_its_own(tmp_path: Path) -> None:
 
 
 def test_a_nonce_is_accepted_once_and_survives_a_reopen(tmp_path: Path) -> None:
-    now = time.time()
+    now = 1_800_000_000.0
     with EventStore(tmp_path / "events.db") as store:
-        assert store.remember_nonce("a" * 32, now, keep_s=60)
-        assert not store.remember_nonce("a" * 32, now, keep_s=60)
+        assert store.remember_nonce("a" * 32, now, keep_s=120)
+        assert not store.remember_nonce("a" * 32, now, keep_s=120)
     with EventStore(tmp_path / "events.db") as store:
-        assert not store.remember_nonce("a" * 32, now, keep_s=60)
-        assert store.remember_nonce("b" * 32, now - 120, keep_s=60)  # too old to keep: forgotten next time
-        assert store.remember_nonce("c" * 32, now, keep_s=60)
-        assert store.remember_nonce("b" * 32, now - 120, keep_s=60)
+        assert not store.remember_nonce("a" * 32, now, keep_s=120)
+        assert store.remember_nonce("c" * 32, now + 3600, keep_s=120)  # the newest command moves the horizon
+        # "a" is forgotten now, yet cannot come back: older than the newest command by more than keep_s
+        assert not store.remember_nonce("a" * 32, now, keep_s=120)
+        assert store.remember_nonce("d" * 32, now + 3600 - 60, keep_s=120)  # within keep_s of the newest
 
 
 def test_backlog_and_replay_reads(tmp_path: Path) -> None:
