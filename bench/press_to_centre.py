@@ -33,7 +33,7 @@ from alarmpost import events as ev
 from edge_daemon.centre import Message
 from hw_sim.bench import BenchError
 from hw_sim.mosquitto import Mosquitto
-from hw_sim.uplinked import UplinkedPost
+from hw_sim.uplinked import UplinkedPost, press_once
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -55,16 +55,14 @@ def run(presses: int, reset_every: int) -> dict[str, object]:
             bench = post.bench
             wall_minus_mono = time.time() - time.monotonic()
             for index in range(presses):
-                mark, inputs = len(bench.logged), len(bench.inputs_seen)
-                t_press = bench.press()
-                board = bench.wait_event(ev.PANIC, since=mark)
-                logged = next(x for x in bench.logged[mark:] if x.event.seq == board.seq)
+                since = len(centre.received)
+                t_press, logged = press_once(bench)
 
-                def is_this(m: Message, seq: int = board.seq) -> bool:
+                def is_this(m: Message, seq: int = logged.event.seq) -> bool:
                     return m.channel == "events" and m.payload["seq"] == seq and m.payload["source"] == "board"
 
                 try:
-                    got = centre.wait_for(is_this, 10, since=0 if index == 0 else None)
+                    got = centre.wait_for(is_this, 10, since=since)
                 except Exception:
                     got = None
                 if got is None:
@@ -74,10 +72,6 @@ def run(presses: int, reset_every: int) -> dict[str, object]:
                     at_board.append((logged.t - t_press) * 1000)
                     stored = _unix(got.payload["pi_time"]) - wall_minus_mono
                     at_pi.append((stored - t_press) * 1000)
-                bench.wait_input("button", True, since=inputs)
-                inputs = len(bench.inputs_seen)
-                bench.release()
-                bench.wait_input("button", False, since=inputs)
                 if (index + 1) % reset_every == 0:
                     mark = len(bench.logged)
                     bench.turn_key(hold_s=0.08)

@@ -34,7 +34,7 @@ from alarmpost import events as ev
 from edge_daemon.centre import Centre, CentreError, Message
 from edge_daemon.viewer import Picture
 from hw_sim.mosquitto import Mosquitto
-from hw_sim.uplinked import UplinkedPost
+from hw_sim.uplinked import UplinkedPost, press_once
 
 GAP_S = 0.4  # between the timed presses, so they spread over a couple of seconds of pictures
 RATES: list[float] = []  # kbit/s of pictures arriving while the repeat presses were timed
@@ -51,15 +51,8 @@ def is_event(seq: int) -> object:
 
 def press(post: UplinkedPost) -> tuple[float, int]:
     """Press (and release) the button; (time of the first edge, the event's board seq)."""
-    bench = post.bench
-    mark, inputs = len(bench.logged), len(bench.inputs_seen)
-    t = bench.press()
-    seq = bench.wait_event(ev.PANIC, since=mark).seq
-    bench.wait_input("button", True, since=inputs)
-    inputs = len(bench.inputs_seen)
-    bench.release()
-    bench.wait_input("button", False, since=inputs)
-    return t, seq
+    t_press, logged = press_once(post.bench)
+    return t_press, logged.event.seq
 
 
 def cycle(post: UplinkedPost, centre: Centre, repeats: int) -> tuple[float | None, list[float], int]:

@@ -271,14 +271,6 @@ class Centre:
         log.warning("asking a post to replay missing events", extra={"post": "/".join(key), "from": track.next_n})
         self.send(key[0], key[1], "replay", {"from": track.next_n, "count": min(count, 1000)}, wait=False)
 
-    def missing(self, site: str, post: str) -> list[int]:
-        """Event numbers of the post known to be missing (gaps below the newest arrived)."""
-        with self._lock:
-            track = self._tracks.get((site, post))
-            if track is None or not track.above:
-                return []
-            return [n for n in range(track.next_n, max(track.above)) if n not in track.above]
-
     def wait_for(self, test: Callable[[Message], bool], timeout: float = 10.0, since: int | None = None) -> Message:
         """The first message for which ``test`` is true, from index ``since`` of :attr:`received`
         (default: from now on); CentreError after ``timeout``."""

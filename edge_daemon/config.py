@@ -38,6 +38,7 @@ BCM_GPIO_MAX = 27  # the 40-pin header carries BCM GPIO 0-27 on every Raspberry 
 LEVELS = ("high", "low")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("json", "text")
+# Board names and site ids: also levels of the MQTT topic tree (edge_daemon.contract), so no / + #
 BOARD_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 Level = Literal["high", "low"]
@@ -284,12 +285,6 @@ def _optional_text(value: Any) -> tuple[Any, str | None]:
     return _text(value)
 
 
-def _topic_word(value: Any) -> tuple[Any, str | None]:
-    if not isinstance(value, str) or not BOARD_NAME.fullmatch(value):
-        return None, f"{_show(value)} must be 1-64 characters of A-Z a-z 0-9 . _ - (it is part of MQTT topics)"
-    return value, None
-
-
 def _host(value: Any) -> tuple[Any, str | None]:
     if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z0-9.:_-]{1,253}", value):
         return None, f"{_show(value)} is not a host name or IP address"
@@ -323,7 +318,7 @@ SECTIONS: dict[str, tuple[type[Any], dict[str, Check]]] = {
             "enabled": _boolean,
             "host": _host,
             "port": _integer(1, 65535),
-            "site": _topic_word,
+            "site": _board_name,
             "tls": _boolean,
             "ca_file": _optional_text,
             "cert_file": _optional_text,
@@ -338,7 +333,7 @@ SECTIONS: dict[str, tuple[type[Any], dict[str, Check]]] = {
             "window": _integer(1, 1000),
             "health_s": _number(1.0, 3600.0),
             "homeassistant": _boolean,
-            "discovery_prefix": _topic_word,
+            "discovery_prefix": _board_name,
         },
     ),
     "camera": (

@@ -41,9 +41,11 @@ from typing import Any
 
 import jsonschema
 
+from edge_daemon.config import BOARD_NAME
+
 API = "v1"
 ROOT = "alarmpost/" + API
-ID_PATTERN = r"^[A-Za-z0-9._-]{1,64}$"
+ID_PATTERN = f"^{BOARD_NAME.pattern}$"  # site and post ids: the config's rule for board names
 _ID = re.compile(ID_PATTERN)
 
 ONLINE, OFFLINE, STOPPED = "online", "offline", "stopped"

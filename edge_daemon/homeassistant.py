@@ -31,12 +31,12 @@ import logging
 import re
 from typing import Any
 
+from alarmpost.patterns import LATCHED
 from edge_daemon import contract
 from edge_daemon.uplink import Uplink
 
 log = logging.getLogger("edge_daemon.homeassistant")
 
-ACTIVE_STATES = ("alarm", "acknowledged", "silenced")
 DISCOVERY_ID = re.compile(r"[A-Za-z0-9_-]+")
 
 
@@ -50,7 +50,7 @@ class Discovery:
 
     def _components(self) -> dict[str, dict[str, Any]]:
         requests = self.uplink.topics.requests
-        active = "[" + ", ".join(f"'{s}'" for s in ACTIVE_STATES) + "]"
+        active = "[" + ", ".join(f"'{s}'" for s in LATCHED) + "]"
         components: dict[str, dict[str, Any]] = {
             "alarm": {
                 "p": "sensor",

@@ -39,6 +39,7 @@ False
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 import time
 import uuid
@@ -204,7 +205,7 @@ class EventStore:
         )
         self._db.execute("PRAGMA user_version=2")
 
-    @property
+    @functools.cached_property
     def store_id(self) -> str:
         """This store's own id: the centre restarts its count of the post's events when it changes."""
         value = self.get_state("store_id")

@@ -100,10 +100,40 @@ def send_at_once(client: mqtt.Client, userdata: Any, sock: Any) -> None:
         pass
 
 
+def account(config: UplinkConfig, topics: Topics) -> str:
+    """The post's broker account: ``uplink.username``, or ``<site>/<post>``."""
+    return config.username or f"{topics.site}/{topics.post}"
+
+
+def client_id(config: UplinkConfig, topics: Topics, suffix: str = "") -> str:
+    """The post's MQTT client id: ``uplink.client_id``, or ``alarmpost-<site>-<post>``; ``suffix`` for a second one."""
+    return (config.client_id or f"alarmpost-{topics.site}-{topics.post}") + suffix
+
+
+def post_client(
+    config: UplinkConfig, topics: Topics, password: str | None, suffix: str = "", **options: Any
+) -> mqtt.Client:
+    """A paho MQTT 5 client with the post's account and TLS, Nagle off; every connection of the post uses one."""
+    client = mqtt.Client(
+        CallbackAPIVersion.VERSION2, client_id=client_id(config, topics, suffix), protocol=mqtt.MQTTv5, **options
+    )
+    client.username_pw_set(account(config, topics), password)
+    if config.tls:
+        client.tls_set(
+            ca_certs=config.ca_file or None,
+            certfile=config.cert_file or None,
+            keyfile=config.key_file or None,
+            cert_reqs=ssl.CERT_REQUIRED,
+            tls_version=ssl.PROTOCOL_TLS_CLIENT,
+        )
+    client.on_socket_open = send_at_once
+    return client
+
+
 def publish_properties(content_type: str) -> Properties:
     """MQTT 5 properties of a post's message: UTF-8 text of ``content_type``."""
     properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
-    properties.PayloadFormatIndicator = 1
+    properties.PayloadFormatIndicator = 0 if content_type == "image/jpeg" else 1  # 1: UTF-8 text
     properties.ContentType = content_type
     return properties
 
@@ -145,8 +175,8 @@ class Uplink:
         self.state_source = state_source
         self.password = password
         self.link_counters = link_counters
-        self.username = config.username or f"{topics.site}/{topics.post}"
-        self.client_id = config.client_id or f"alarmpost-{topics.site}-{topics.post}"
+        self.username = account(config, topics)
+        self.client_id = client_id(config, topics)
         self.counters = UplinkCounters()
         self.on_command: CommandHandler | None = None
         self.on_request: Callable[[bytes], Awaitable[dict[str, Any]]] | None = None  # unsigned, Home Assistant
@@ -154,6 +184,7 @@ class Uplink:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._halt = threading.Event()
+        self._closing = False
         self._client: mqtt.Client | None = None  # the connected client, as the loop knows it
         self._inflight: dict[int, tuple[str, int]] = {}  # mid -> (outbox table, "replay" or "", row id)
         self._cursor = {"events": 0, "audit": 0}  # highest row id published on this connection
@@ -179,26 +210,11 @@ class Uplink:
         self._thread.start()
 
     def _new_client(self) -> mqtt.Client:
-        client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=self.client_id,
-            protocol=mqtt.MQTTv5,
-            reconnect_on_failure=False,
-        )
+        client = post_client(self.config, self.topics, self.password, reconnect_on_failure=False)
         client.connect_timeout = self.connect_timeout_s
         client.max_inflight_messages_set(self.config.window + 8)  # the outbox window plus state and results
         client.max_queued_messages_set(0)
-        client.username_pw_set(self.username, self.password)
         client.will_set(self.topics.availability, contract.OFFLINE, qos=1, retain=True)
-        if self.config.tls:
-            client.tls_set(
-                ca_certs=self.config.ca_file or None,
-                certfile=self.config.cert_file or None,
-                keyfile=self.config.key_file or None,
-                cert_reqs=ssl.CERT_REQUIRED,
-                tls_version=ssl.PROTOCOL_TLS_CLIENT,
-            )
-        client.on_socket_open = send_at_once
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
@@ -217,13 +233,31 @@ class Uplink:
                 self.counters.connect_failures += 1
                 log.warning("cannot reach the broker", extra={"host": self.config.host, "error": str(exc)})
             else:
-                if self._halt.is_set():
-                    client.disconnect()  # stopped while connecting
-                client.loop_forever()
+                self._serve(client)
             if time.monotonic() - began > 10 * self.config.reconnect_min_s + 10:
                 delay = self.config.reconnect_min_s  # that connection lasted: start the backoff afresh
             self._halt.wait(delay * random.uniform(0.8, 1.2))
             delay = min(delay * 2, self.config.reconnect_max_s)
+
+    def _serve(self, client: mqtt.Client) -> None:
+        """Run one connection on paho's own network thread until it ends.
+
+        paho's thread (``loop_start``) rather than ``loop_forever`` here: paho then knows it is
+        threaded and hands the daemon loop's publishes to its network thread, instead of writing
+        the socket from two threads at once.
+        """
+        ended = threading.Event()
+        client.user_data_set(ended)
+        if self._halt.is_set():
+            client.disconnect()  # stopped while connecting
+        client.loop_start()
+        give_up = time.monotonic() + self.connect_timeout_s + 2 * self.config.keepalive_s
+        while not ended.wait(0.5):
+            if not client.is_connected() and time.monotonic() > give_up:
+                break  # never connected, and paho said nothing: try again
+            if client.is_connected():
+                give_up = time.monotonic() + self.connect_timeout_s + 2 * self.config.keepalive_s
+        client.loop_stop()
 
     def _call(self, function: Callable[..., None], *args: Any) -> None:
         assert self._loop is not None
@@ -240,7 +274,8 @@ class Uplink:
             return
         self._call(self._connected, client)
 
-    def _on_disconnect(self, client: mqtt.Client, _: Any, flags: Any, reason: ReasonCode, props: Any) -> None:
+    def _on_disconnect(self, client: mqtt.Client, ended: Any, flags: Any, reason: ReasonCode, props: Any) -> None:
+        ended.set()
         self._call(self._disconnected, client, str(reason))
 
     def _on_publish(self, client: mqtt.Client, _: Any, mid: int, reason: ReasonCode, props: Any) -> None:
@@ -291,7 +326,7 @@ class Uplink:
         self, topic: str, payload: bytes, qos: int = 1, retain: bool = False, outbox: tuple[str, int] | None = None
     ) -> int | None:
         client = self._client
-        if client is None:
+        if client is None or self._closing:
             return None
         info = client.publish(topic, payload, qos=qos, retain=retain, properties=publish_properties("application/json"))
         if qos > 0:
@@ -303,7 +338,7 @@ class Uplink:
         spec = contract.CHANNELS[channel]
         payload = contract.encode(channel, value)
         client = self._client
-        if client is None:
+        if client is None or (self._closing and channel != "availability"):
             return None
         properties = publish_properties(spec.content_type)
         if correlation is not None:
@@ -487,6 +522,7 @@ class Uplink:
 
     async def stop(self) -> None:
         """Say ``stopped`` (retained), disconnect cleanly (no Last Will) and end the network thread."""
+        self._closing = True  # nothing more goes out after "stopped"
         client = self._client
         if client is not None:
             mid = self.publish("availability", contract.STOPPED)

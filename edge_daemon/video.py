@@ -36,7 +36,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import secrets
-import ssl
 import threading
 import time
 from collections import deque
@@ -45,12 +44,11 @@ from dataclasses import dataclass
 from functools import partial
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 
 from edge_daemon.camera import Camera, Frame
 from edge_daemon.config import CameraConfig, UplinkConfig
 from edge_daemon.contract import CHANNELS, Topics, iso_time
-from edge_daemon.uplink import publish_properties, send_at_once
+from edge_daemon.uplink import post_client, publish_properties
 
 log = logging.getLogger("edge_daemon.video")
 
@@ -310,20 +308,7 @@ class VideoLink:
 
     def __init__(self, config: UplinkConfig, topics: Topics, password: str | None) -> None:
         self.topics = topics
-        self.client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=(config.client_id or f"alarmpost-{topics.site}-{topics.post}") + "-video",
-            protocol=mqtt.MQTTv5,
-        )
-        self.client.username_pw_set(config.username or f"{topics.site}/{topics.post}", password)
-        if config.tls:
-            self.client.tls_set(
-                ca_certs=config.ca_file or None,
-                certfile=config.cert_file or None,
-                keyfile=config.key_file or None,
-                cert_reqs=ssl.CERT_REQUIRED,
-            )
-        self.client.on_socket_open = send_at_once
+        self.client = post_client(config, topics, password, suffix="-video")
         self.client.max_inflight_messages_set(64)
         self.client.reconnect_delay_set(1, int(max(1, config.reconnect_max_s)))
         self.host, self.port, self.keepalive = config.host, config.port, config.keepalive_s
@@ -336,7 +321,6 @@ class VideoLink:
         if not self.client.is_connected():
             return False
         properties = publish_properties("image/jpeg")
-        properties.PayloadFormatIndicator = 0
         properties.UserProperty = list(headers.items())
         spec = CHANNELS[channel]
         info = self.client.publish(self.topics.of(channel), piece, qos=spec.qos, properties=properties)
