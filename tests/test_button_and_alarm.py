@@ -109,8 +109,10 @@ def test_tamper_open_and_close(bench: Bench) -> None:
 
 def test_siren_cuts_off_and_strobe_goes_on(bench: Bench) -> None:
     t = press_and_wait(bench)
-    siren_off = bench.wait_output("siren", False, after=t, timeout=8)
-    assert siren_off - t >= 4.9  # siren_cutoff_s = 5 in the test config
+    # Anchored on the siren coming on: the boot's own "siren off" may be read after the press.
+    siren_on = bench.wait_output("siren", True, after=t)
+    siren_off = bench.wait_output("siren", False, after=siren_on, timeout=8)
+    assert siren_off - siren_on >= 4.9  # siren_cutoff_s = 5 in the test config
     bench.wait_output("strobe", True, after=siren_off + 0.01, timeout=2)
     assert bench.state == patterns.ALARM
     bench.wait_for(lambda: bench.shown[-1].siren is False, 2, "the siren shown off")
@@ -120,7 +122,8 @@ def test_siren_cuts_off_and_strobe_goes_on(bench: Bench) -> None:
 def test_press_after_cutoff_sounds_siren_again(bench: Bench) -> None:
     t = press_and_wait(bench)
     bench.release()
-    siren_off = bench.wait_output("siren", False, after=t, timeout=8)
+    siren_on = bench.wait_output("siren", True, after=t)
+    siren_off = bench.wait_output("siren", False, after=siren_on, timeout=8)
     t2 = press_and_wait(bench)
     assert bench.wait_output("siren", True, after=max(t2, siren_off))
 
@@ -129,7 +132,8 @@ def test_only_the_key_switch_resets(bench: Bench) -> None:
     t = press_and_wait(bench)
     bench.release()
     # neither the siren cut-off timer nor more time clears the latch
-    siren_off = bench.wait_output("siren", False, after=t, timeout=8)
+    siren_on = bench.wait_output("siren", True, after=t)
+    siren_off = bench.wait_output("siren", False, after=siren_on, timeout=8)
     bench.wait_output("strobe", True, after=siren_off + 0.5, timeout=2)
     assert bench.state == patterns.ALARM
     # a power cut does not clear it either: the board raises it again at boot
