@@ -18,7 +18,9 @@ import json
 from typing import Any
 
 import yaml
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from captive_portal.content import sign_bundle
 from edge_daemon import auth, contract
 from edge_daemon.contract import CHANNELS, Channel, Topics, iso_time
 from edge_daemon.store import AuditRecord, StoredEvent
@@ -34,6 +36,7 @@ EXAMPLE_TIME = 1_800_000_000.0  # 2027-01-15T08:00:00Z
 EXAMPLE_KEY = bytes(auth.KEY_BYTES)  # all zeros: the key file would hold 64 zeros
 EXAMPLE_NONCE = "00112233445566778899aabbccddeeff"
 EXAMPLE_STORE = "6f1c1c3e-2d7a-4b8e-9a52-0d3c2f4b5a61"
+EXAMPLE_CONTENT_KEY = bytes(32)  # the example content bundle's Ed25519 private key: 32 zero bytes
 
 _CHANNEL_NOTES = {
     "availability": (
@@ -73,6 +76,16 @@ _CHANNEL_NOTES = {
         "centre asked (`stream`), until `stream_stop` or the time limit; never faster than the post's "
         "bandwidth cap."
     ),
+    "content": (
+        "Retained, so a post gets the newest bundle whenever it connects. The envelope's `bundle` is the "
+        "base64 of the bundle's JSON (components/schemas/contentBundle); `signature` is Ed25519 by the centre's "
+        "content key. The post shows a bundle only if the signature verifies, the bundle follows its schema, "
+        "and its `version` is higher than the one the post has (the same bundle again changes nothing)."
+    ),
+    "portal": (
+        "Every `access_log.stats_interval_s` while the post's gate WiFi runs: counts for the period and "
+        "nothing about any one phone or person."
+    ),
 }
 
 
@@ -85,6 +98,8 @@ def _description() -> str:
     context = contract.SIGNATURE_CONTEXT.decode()
     safety = ", ".join(f"`{name}`" for name in contract.SAFETY_COMMANDS)
     unsigned = " or ".join(f"`{name}`" for name in contract.UNSIGNED_COMMANDS)
+    content_context = contract.CONTENT_FORMAT
+    image_kb = contract.CONTENT_IMAGE_MAX_BYTES // 1024
     return f"""\
 The MQTT 5 contract between a one-button alarm post at a school gate and the monitoring centre.
 This document describes one post: what it sends and what it receives.
@@ -101,9 +116,10 @@ Each post has its own subtree, `{contract.ROOT}/{{site}}/{{post}}/<channel>`, wh
 
 ## QoS, retain and the Last Will
 
-Every message is QoS 1 except `health` (QoS 0). Only `state` and `availability` are retained. The
-post connects with a clean start and a Last Will of `{contract.OFFLINE}` (QoS 1, retained) on
-`availability`. On every connection it publishes the retained `state` first, then
+Every message is QoS 1 except `health` and `stream` (QoS 0). Only `state`, `availability` and
+the centre's `content` are retained. The post connects with a clean start and a
+Last Will of `{contract.OFFLINE}` (QoS 1, retained) on `availability`. On every connection it
+publishes the retained `state` first, then
 `{contract.ONLINE}`, subscribes to `commands` (and `requests`), and then sends its backlog: events,
 then audit records, oldest first. Before a clean shutdown it publishes `{contract.STOPPED}`.
 
@@ -142,6 +158,17 @@ nothing and is answered `unauthenticated`. Every command, carried out or not, is
 Every command on `commands` must be signed, and those that can change the outputs, the alarm or
 the configuration ({safety}) are taken nowhere else.
 `requests` takes the plain text {unsigned}, unsigned (Home Assistant's buttons).
+
+## Gate WiFi content
+
+The post's gate WiFi shows parents safety content that the centre publishes, retained, on
+`content`. The bundle (components/schemas/contentBundle) travels as the base64 of its exact JSON
+bytes, with an Ed25519 signature over `{content_context}` LF and those bytes, made with the
+centre's content key; the post holds only the public key. The post refuses a bundle whose
+signature does not verify, that breaks the schema, whose images are not what their `type` says
+or larger than {image_kb} KB, and any `version` not higher than the one it has (rollback
+protection; the same bundle again is accepted and changes nothing). All text is plain text.
+The post reports aggregate counts on `portal`, with no personal data.
 """
 
 
@@ -229,6 +256,15 @@ def _examples() -> dict[str, list[dict[str, Any]]]:
         summary = f"The first of {chunks} pieces of a {kind} picture; the payload is that piece's bytes."
         return {"name": kind, "summary": summary, "headers": headers}
 
+    portal = {
+        "time": at,
+        "period_s": 300,
+        "joins": 41,
+        "acceptances": 37,
+        "impressions": {"early-pick-up": 37, "pick-up-safety": 35},
+        "active_sessions": 22,
+        "content_version": 12,
+    }
     enum = {name: c.schema["enum"] for name, c in CHANNELS.items() if "enum" in c.schema}
     return {
         "availability": [{"name": value, "payload": value} for value in enum["availability"]],
@@ -241,7 +277,48 @@ def _examples() -> dict[str, list[dict[str, Any]]]:
         "requests": [{"name": value, "payload": value} for value in enum["requests"]],
         "snapshots": [picture("alarm", 3)],
         "stream": [picture("live", 1)],
+        "content": [_content_example()],
+        "portal": [{"name": "five-minutes", "summary": "Five minutes of the gate WiFi.", "payload": portal}],
     }
+
+
+def example_bundle() -> dict[str, Any]:
+    """The example content bundle: an urgent notice for one afternoon, and a standing item."""
+    notice = {
+        "id": "early-pick-up",
+        "priority": 100,
+        "pinned": True,
+        "valid_from": "2027-01-15T06:00:00Z",
+        "valid_until": "2027-01-15T10:00:00Z",
+        "title": {"zh": "今天下午提前放学", "en": "Early pick-up today"},
+        "body": {
+            "zh": ["因暴雨预警，今天15:00放学。请按时接孩子，在黄线外等候。"],
+            "en": ["Because of the storm warning, school ends at 15:00 today. Please wait behind the yellow line."],
+        },
+        "image": None,
+    }
+    standing = {
+        "id": "pick-up-safety",
+        "priority": 80,
+        "pinned": False,
+        "valid_from": None,
+        "valid_until": None,
+        "title": {"zh": "接送安全", "en": "Safe pick-up"},
+        "body": {"zh": ["请在黄线外等候，不要堵住校门。"], "en": ["Please wait behind the yellow line."]},
+        "image": None,
+    }
+    return {"id": "school-12-2027-01-15", "version": 12, "issued": iso_time(EXAMPLE_TIME), "items": [notice, standing]}
+
+
+def _content_example() -> dict[str, Any]:
+    key = Ed25519PrivateKey.from_private_bytes(EXAMPLE_CONTENT_KEY)
+    bundle = example_bundle()
+    payload = json.loads(sign_bundle(bundle, key))
+    summary = (
+        "Signed with the test content key (Ed25519, private key of 32 zero bytes); `bundle` decodes to "
+        + json.dumps(bundle, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+    )
+    return {"name": "urgent-notice", "summary": summary, "payload": payload}
 
 
 def _message(channel: Channel, examples: list[dict[str, Any]]) -> dict[str, Any]:
@@ -303,7 +380,7 @@ def _operation(channel: Channel) -> dict[str, Any]:
         "bindings": {"mqtt": {"qos": channel.qos, "retain": channel.retained, "bindingVersion": MQTT_BINDING_VERSION}},
         "messages": [{"$ref": f"#/channels/{channel.name}/messages/{channel.name}"}],
     }
-    if not sends:
+    if channel.name in ("commands", "requests"):
         operation["reply"] = {
             "channel": {"$ref": "#/channels/results"},
             "messages": [{"$ref": "#/channels/results/messages/results"}],
@@ -357,6 +434,7 @@ def build() -> dict[str, Any]:
         "operations": {operation_id(c): _operation(c) for c in CHANNELS.values()},
         "components": {
             "parameters": _parameters(),
+            "schemas": {"contentBundle": contract.CONTENT_BUNDLE_SCHEMA},
             "securitySchemes": {
                 "password": {
                     "type": "userPassword",

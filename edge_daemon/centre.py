@@ -20,10 +20,16 @@ Example::
     with Centre("127.0.0.1", 1883, keys={("school-12", "gate-north"): key}, tls=False) as centre:
         centre.command("school-12", "gate-north", "acknowledge")["status"]  # 'ok'
 
+The gate WiFi's safety content is signed with the centre's Ed25519 content key
+(:mod:`captive_portal.content`) and published retained on each post's ``content``
+(:meth:`Centre.publish_content`); the portals' statistics arrive on ``portal``.
+
 From the shell (``--help`` lists the options)::
 
     python -m edge_daemon.centre --host broker --keys /etc/alarmpost-centre/keys watch
     python -m edge_daemon.centre --host broker --keys ... reset school-12/gate-north --operator "J. Smith"
+    python -m edge_daemon.centre content-keygen content.key content.pub
+    python -m edge_daemon.centre --host broker content school-12/gate-north bundle.json --key content.key
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ import sys
 import threading
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,6 +64,7 @@ log = logging.getLogger("edge_daemon.centre")
 
 PostId = tuple[str, str]  # (site, post)
 PICTURE_CHANNELS = ("snapshots", "stream")
+OWN_CHANNELS = ("commands", "content")  # what the centre itself sends: not taken as news from a post
 
 
 @dataclass
@@ -123,6 +131,9 @@ class Centre:
         self._lock = threading.RLock()  # replay requests are sent while a message is handled
         self._connected = threading.Event()
         self._refused: str | None = None
+        self._pubacks: OrderedDict[int, ReasonCode] = OrderedDict()  # mid -> PUBACK reason, the newest few
+        self._acked = threading.Condition()
+        self.max_packet_size: int | None = None  # the broker's limit, from its CONNACK
         self.client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
             client_id=client_id or f"alarmpost-centre-{uuid.uuid4().hex[:8]}",
@@ -138,6 +149,7 @@ class Centre:
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
+        self.client.on_publish = self._on_publish
 
     # -- connection ----------------------------------------------------------------------
 
@@ -165,6 +177,7 @@ class Centre:
         if reason.is_failure:
             self._refused = f"the broker refused the centre: {reason}"
             return
+        self.max_packet_size = getattr(props, "MaximumPacketSize", None)
         client.subscribe(contract.centre_filter(), qos=1)
         self._connected.set()
 
@@ -187,8 +200,8 @@ class Centre:
         except ContractError as exc:
             self.invalid.append(str(exc))
             return
-        if channel == "commands" or (channel == "availability" and not message.payload):
-            return  # our own commands; a cleared retained message
+        if channel in OWN_CHANNELS or (channel == "availability" and not message.payload):
+            return  # our own commands and content; a cleared retained message
         if channel in PICTURE_CHANNELS:
             self._on_piece(site, post, channel, message)
             return
@@ -382,6 +395,49 @@ class Centre:
         assert result is not None
         return result
 
+    # -- the gate WiFi's content -----------------------------------------------------------
+
+    def publish_content(self, site: str, post: str, payload: bytes, timeout: float = 10.0) -> None:
+        """Publish a signed content bundle (``captive_portal.content.sign_bundle``) for one post,
+        retained at QoS 1, and wait until the broker has taken it; CentreError if it did not."""
+        topic = Topics(site, post).content
+        try:
+            contract.decode("content", payload)
+        except ContractError as exc:
+            raise CentreError(f"not a content envelope: {exc}") from None
+        self._check_packet_size(topic, payload)
+        if not self.client.is_connected():
+            raise CentreError(f"not connected to the broker: content for {site}/{post} not sent")
+        properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+        properties.ContentType = "application/json"
+        properties.PayloadFormatIndicator = 1
+        info = self.client.publish(topic, payload, qos=1, retain=True, properties=properties)
+        reason = self._wait_puback(info.mid, timeout)
+        if reason is None:
+            raise CentreError(f"the broker did not acknowledge the content for {site}/{post} within {timeout:g} s")
+        if reason.is_failure:
+            raise CentreError(f"the broker refused the content for {site}/{post}: {reason}")
+
+    def _check_packet_size(self, topic: str, payload: bytes) -> None:
+        overhead = len(topic.encode()) + 64  # fixed header, topic length, packet id, properties
+        if self.max_packet_size is not None and len(payload) + overhead > self.max_packet_size:
+            raise CentreError(
+                f"the content is {len(payload)} bytes; the broker takes packets of at most {self.max_packet_size}"
+            )
+
+    def _on_publish(self, client: mqtt.Client, _: Any, mid: int, reason: ReasonCode, props: Any) -> None:
+        with self._acked:
+            self._pubacks[mid] = reason
+            while len(self._pubacks) > 256:  # commands' PUBACKs nobody waits for
+                self._pubacks.popitem(last=False)
+            self._acked.notify_all()
+
+    def _wait_puback(self, mid: int, timeout: float) -> ReasonCode | None:
+        with self._acked:
+            if not self._acked.wait_for(lambda: mid in self._pubacks, timeout):
+                return None
+            return self._pubacks.pop(mid)
+
 
 # -- the command line ------------------------------------------------------------------------
 
@@ -420,6 +476,11 @@ def _describe(message: Message) -> str:
         return f"PICTURE {where} {p.kind} #{p.seq} captured {p.captured}, {p.size // 1024} KB{saved}"
     if message.channel == "results":
         return f"RESULT {where} {p['command']}: {p['status']} ({p['detail']})"
+    if message.channel == "portal":
+        return (
+            f"PORTAL {where} {p['period_s']} s: {p['joins']} joined, {p['acceptances']} accepted,"
+            f" {p['active_sessions']} online, content v{p['content_version']}"
+        )
     return f"{message.channel.upper()} {where} {json.dumps(p)}"
 
 
@@ -455,7 +516,11 @@ def _stream_seconds(text: str) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m edge_daemon.centre", description="The reference centre client.")
+    parser = argparse.ArgumentParser(
+        prog="python -m edge_daemon.centre",
+        description="The reference centre client.",
+        allow_abbrev=False,  # "content ... --key" must not read as an abbreviation of --keys or --key-file
+    )
     parser.add_argument("--host", default="localhost")
     parser.add_argument("--port", type=int, default=8883)
     parser.add_argument("--no-tls", action="store_true", help="plain MQTT (a test bench only)")
@@ -476,6 +541,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="action", required=True)
     sub.add_parser("keygen", help="print a new command key (64 hex digits) for a post's key file")
+    content_keygen = sub.add_parser("content-keygen", help="make the centre's Ed25519 key for the gate WiFi's content")
+    content_keygen.add_argument("private", type=Path, metavar="PRIVATE", help="private key file to make (mode 0600)")
+    content_keygen.add_argument("public", type=Path, metavar="PUBLIC", help="public key file, for each post")
+    content = sub.add_parser("content", help="sign a content bundle and publish it, retained, to a post")
+    content.add_argument("target", type=_post, metavar="SITE/POST")
+    content.add_argument("bundle", type=Path, metavar="BUNDLE.json", help="the bundle (images may be given as files)")
+    content.add_argument("--key", type=Path, required=True, metavar="PRIVATE", help="the centre's content key")
+    content.add_argument("--dry-run", action="store_true", help="sign and print the payload's size; publish nothing")
     watch = sub.add_parser("watch", help="print events, states, availability, results and audit as they come")
     watch.add_argument("--json", action="store_true", help="one JSON object per line")
     watch.add_argument("--count", type=int, help="stop after this many events")
@@ -510,11 +583,55 @@ def _command_args(args: argparse.Namespace) -> dict[str, Any] | None:
     return None
 
 
+def _content_keygen(args: argparse.Namespace) -> int:
+    from captive_portal.content import ContentKeyError, generate_keypair
+
+    try:
+        generate_keypair(args.private, args.public)
+    except (ContentKeyError, OSError) as exc:
+        print(f"centre: {exc}", file=sys.stderr)
+        return 1
+    print(f"private key: {args.private} (keep it at the centre)\npublic key:  {args.public} (for each post)")
+    return 0
+
+
+def _signed_content(args: argparse.Namespace) -> bytes | None:
+    """The signed payload of the bundle file, or None (the problem printed)."""
+    from captive_portal.content import BundleError, ContentKeyError, inline_image_files, load_private_key, sign_bundle
+
+    try:
+        bundle = json.loads(args.bundle.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        problem = f"cannot be read: {exc.strerror or exc}" if isinstance(exc, OSError) else f"not JSON: {exc}"
+        print(f"centre: {args.bundle}: {problem}", file=sys.stderr)
+        return None
+    if not isinstance(bundle, dict):
+        print(f"centre: {args.bundle}: not a JSON object", file=sys.stderr)
+        return None
+    try:
+        return sign_bundle(inline_image_files(bundle, args.bundle.parent), load_private_key(args.key))
+    except ContentKeyError as exc:
+        print(f"centre: {exc}", file=sys.stderr)
+    except BundleError as exc:
+        print(f"centre: {args.bundle}: {exc}", file=sys.stderr)
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.action == "keygen":
         print(auth.new_key())
         return 0
+    if args.action == "content-keygen":
+        return _content_keygen(args)
+    signed = None
+    if args.action == "content":
+        signed = _signed_content(args)
+        if signed is None:
+            return 1
+        if args.dry_run:
+            print(f"{args.bundle}: signed, {len(signed)} bytes (not published: --dry-run)")
+            return 0
     password = args.password_file.read_text().strip() if args.password_file else None
     keys = _keys_from_folder(args.keys) if args.keys else None
     watching = args.action == "watch"
@@ -541,6 +658,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.action == "watch":
             return _watch(centre, args)
         site, post = args.target
+        if signed is not None:
+            centre.publish_content(site, post, signed, timeout=args.timeout)
+            print(f"{args.bundle}: {len(signed)} bytes published, retained, to {Topics(site, post).content}")
+            return 0
         result = centre.send(
             site, post, COMMAND_WORDS[args.action], _command_args(args), args.operator, timeout=args.timeout
         )

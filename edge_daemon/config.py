@@ -362,9 +362,12 @@ SECTIONS: dict[str, tuple[type[Any], dict[str, Check]]] = {
 }
 
 
-def _section(name: str, table: Any, errors: list[str]) -> Any:
+Sections = dict[str, tuple[type[Any], dict[str, Check]]]
+
+
+def _section(name: str, table: Any, errors: list[str], sections: Sections | None = None) -> Any:
     """One section's dataclass from its TOML table, or None after adding its errors."""
-    cls, checks = SECTIONS[name]
+    cls, checks = (sections or SECTIONS)[name]
     if not isinstance(table, dict):
         errors.append(f"{name}: {_show(table)} is not a table (write it as [{name}])")
         return None
@@ -479,16 +482,41 @@ def check_data(data: dict[str, Any], source: str = "config") -> Config:
       gpio.alarm_line_pin: 40 is not a BCM GPIO (0-27)
     """
     errors: list[str] = []
-    for name in data:
-        if name not in SECTIONS:
-            errors.append(f"{name}: unknown section (known: {', '.join(SECTIONS)})")
-    sections: dict[str, Any] = {}
-    for name in SECTIONS:
-        sections[name] = _section(name, data.get(name, {}), errors)
+    sections = check_sections(data, SECTIONS, errors)
     _cross_checks(sections, errors)
     if errors:
         raise ConfigError(source, errors)
     return Config(**sections)
+
+
+def check_sections(data: dict[str, Any], known: Sections, errors: list[str]) -> dict[str, Any]:
+    """Each known section's dataclass (None where it failed); unknown sections and bad keys go to ``errors``.
+
+    The edge daemon's and the portal's configs are both read this way.
+    """
+    for name in data:
+        if name not in known:
+            errors.append(f"{name}: unknown section (known: {', '.join(known)})")
+    return {name: _section(name, data.get(name, {}), errors, known) for name in known}
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """The TOML table in the file at ``path``; :class:`ConfigError` names the file and what is wrong."""
+    source = str(path)
+    try:
+        raw = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(source, ["file not found"]) from None
+    except IsADirectoryError:
+        raise ConfigError(source, ["is a directory, not a file"]) from None
+    except OSError as exc:
+        raise ConfigError(source, [f"cannot be read: {exc.strerror or exc}"]) from None
+    try:
+        return tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(source, [f"not valid TOML: not UTF-8 text (byte {exc.start})"]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(source, [f"not valid TOML: {exc}"]) from None
 
 
 def parse_config(text: str, source: str = "config") -> Config:
@@ -513,20 +541,7 @@ def load_config(path: Path) -> Config:
     edge_daemon.config.ConfigError: /nonexistent/edge.toml is refused:
       file not found
     """
-    source = str(path)
-    try:
-        raw = Path(path).read_bytes()
-    except FileNotFoundError:
-        raise ConfigError(source, ["file not found"]) from None
-    except IsADirectoryError:
-        raise ConfigError(source, ["is a directory, not a file"]) from None
-    except OSError as exc:
-        raise ConfigError(source, [f"cannot be read: {exc.strerror or exc}"]) from None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ConfigError(source, [f"not valid TOML: not UTF-8 text (byte {exc.start})"]) from None
-    return parse_config(text, source)
+    return check_data(read_toml(path), str(path))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -20,6 +20,8 @@ commands       1        no        centre → post, signed (HMAC-SHA256)
 requests       1        no        unsigned ``status`` or ``self_test`` (Home Assistant)
 snapshots      1        no        alarm, pre-alarm and asked-for pictures (JPEG, in pieces)
 stream         0        no        the live stream's frames (JPEG, in pieces)
+content        1        yes       centre → post, the gate WiFi's safety content (Ed25519-signed)
+portal         1        no        the gate WiFi's aggregate statistics (no personal data)
 =============  =======  ========  ===================================================
 
 >>> Topics("school-12", "gate-north").events
@@ -311,6 +313,128 @@ HEALTH_SCHEMA = _object(
 )
 
 
+# -- the gate WiFi: safety content from the centre, statistics back -------------------------
+#
+# The centre publishes a signed content bundle, retained, on each post's ``content``: an
+# envelope whose ``bundle`` is the base64 of the bundle's exact JSON bytes and whose
+# ``signature`` is Ed25519 over CONTENT_SIGNATURE_CONTEXT followed by those bytes
+# (captive_portal.content signs, verifies and shows it).
+
+CONTENT_FORMAT = "alarmpost-content-v1"
+CONTENT_SIGNATURE_CONTEXT = CONTENT_FORMAT.encode() + b"\n"
+CONTENT_LANGS = ("zh", "en")  # zh required, en optional (falls back to zh)
+CONTENT_MAX_ITEMS = 50
+CONTENT_IMAGE_MAX_BYTES = 512 * 1024  # one image, decoded
+CONTENT_IMAGE_TYPES = {"image/jpeg": "jpg", "image/png": "png", "image/webp": "webp"}  # media type -> extension
+ITEM_ID_PATTERN = "^[a-z0-9][a-z0-9-]{0,63}$"
+BUNDLE_ID_PATTERN = "^[A-Za-z0-9._-]{1,64}$"
+_BASE64 = "^[A-Za-z0-9+/]*={0,2}$"
+_ED25519_SIGNATURE = "^[A-Za-z0-9+/]{86}==$"  # 64 bytes
+
+
+def _plain_text(max_length: int, what: str) -> dict[str, Any]:
+    return {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": max_length,
+        "description": f"{what}: plain text, shown exactly as written (no HTML, no control characters)",
+    }
+
+
+def _in_languages(schema: dict[str, Any]) -> dict[str, Any]:
+    return _object({"zh": schema}, {"en": schema}, description="Simplified Chinese; English falls back to it")
+
+
+_PARAGRAPHS = {"type": "array", "maxItems": 30, "items": _plain_text(2000, "one paragraph")}
+_VALID_TIME = {"type": ["string", "null"], "format": "date-time"}
+
+CONTENT_IMAGE_SCHEMA = dict(
+    _object(
+        {
+            "type": {"type": "string", "enum": list(CONTENT_IMAGE_TYPES)},
+            "data": {
+                "type": "string",
+                "pattern": _BASE64,
+                "description": f"base64 of the image file; at most {CONTENT_IMAGE_MAX_BYTES} bytes decoded,"
+                " and its first bytes must say the type",
+            },
+            "alt": _in_languages(_plain_text(200, "what the image shows")),
+        }
+    ),
+    type=["object", "null"],
+)
+
+CONTENT_ITEM_SCHEMA = _object(
+    {
+        "id": {"type": "string", "pattern": ITEM_ID_PATTERN, "description": "unique in the bundle; counts use it"},
+        "priority": {"type": "integer", "minimum": 0, "maximum": 100, "description": "higher is shown first"},
+        "pinned": {"type": "boolean", "description": "an urgent notice: shown above everything, marked urgent"},
+        "title": _in_languages(_plain_text(120, "the heading")),
+        "body": _in_languages(_PARAGRAPHS),
+    },
+    {
+        "valid_from": dict(_VALID_TIME, description="shown from this time (ISO 8601 with a time zone); null: now"),
+        "valid_until": dict(_VALID_TIME, description="shown until this time (exclusive); null: no end"),
+        "image": CONTENT_IMAGE_SCHEMA,
+    },
+)
+
+CONTENT_BUNDLE_SCHEMA = _object(
+    {
+        "id": {"type": "string", "pattern": BUNDLE_ID_PATTERN, "description": "the centre's name for the bundle"},
+        "version": {
+            "type": "integer",
+            "minimum": 0,
+            "maximum": 2**53 - 1,
+            "description": "higher than every bundle before it: a post refuses a lower or equal version"
+            " (unless identical); 0 is the post's built-in default",
+        },
+        "issued": dict(_TIME, description="when the centre made the bundle"),
+        "items": {"type": "array", "maxItems": CONTENT_MAX_ITEMS, "items": CONTENT_ITEM_SCHEMA},
+    },
+    description="The bundle inside a content envelope, as JSON (UTF-8)",
+)
+
+CONTENT_ENVELOPE_SCHEMA = _object(
+    {
+        "format": {"type": "string", "const": CONTENT_FORMAT},
+        "bundle": {
+            "type": "string",
+            "minLength": 4,
+            "pattern": _BASE64,
+            "contentEncoding": "base64",
+            "contentMediaType": "application/json",
+            "description": "base64 of the bundle's JSON bytes (see components/schemas/contentBundle)",
+        },
+        "signature": {
+            "type": "string",
+            "pattern": _ED25519_SIGNATURE,
+            "contentEncoding": "base64",
+            "description": f"base64 of the Ed25519 signature, by the centre's content key, over"
+            f" '{CONTENT_FORMAT}' LF and then the bundle's bytes",
+        },
+    }
+)
+
+PORTAL_SCHEMA = _object(
+    {
+        "time": dict(_TIME, description="the end of the period"),
+        "period_s": dict(_COUNT, description="how many seconds the counts cover"),
+        "joins": dict(_COUNT, description="phones that opened the portal"),
+        "acceptances": dict(_COUNT, description="phones that accepted the terms and went online"),
+        "impressions": {
+            "type": "object",
+            "propertyNames": {"pattern": ITEM_ID_PATTERN},
+            "additionalProperties": _COUNT,
+            "description": "pages shown per content item id",
+        },
+        "active_sessions": dict(_COUNT, description="phones online at the end of the period"),
+        "content_version": dict(_COUNT, description="the content bundle in use (0: the built-in default)"),
+    },
+    description="aggregate counts only: nothing about any one phone or person",
+)
+
+
 @dataclass(frozen=True)
 class Channel:
     """One subtopic of a post: who sends on it, how, and what its payload looks like."""
@@ -365,6 +489,16 @@ CHANNELS: dict[str, Channel] = {
             "The live stream's frames, in pieces.",
             CHUNK_HEADERS_SCHEMA,
         ),
+        Channel(
+            "content",
+            "centre",
+            1,
+            True,
+            "application/json",
+            CONTENT_ENVELOPE_SCHEMA,
+            "Safety content for the gate WiFi, signed by the centre.",
+        ),
+        Channel("portal", "post", 1, False, "application/json", PORTAL_SCHEMA, "The gate WiFi's statistics."),
     )
 }
 
@@ -402,6 +536,8 @@ class Topics:
         self.requests = self.of("requests")
         self.snapshots = self.of("snapshots")
         self.stream = self.of("stream")
+        self.content = self.of("content")
+        self.portal = self.of("portal")
 
     def of(self, channel: str) -> str:
         if channel not in CHANNELS:

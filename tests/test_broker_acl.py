@@ -10,6 +10,7 @@ sender may publish follows it, and the marker must be the first thing to arrive.
 from __future__ import annotations
 
 import itertools
+import json
 import queue
 import re
 import socket
@@ -472,3 +473,61 @@ def test_the_acl_grants_a_post_every_channel_the_contract_gives_it() -> None:
     for name, channel in CHANNELS.items():
         access = "write" if channel.sender == "post" else "read"
         assert f"pattern {access} alarmpost/v1/%u/{name}" in lines, name
+
+
+# -- the gate WiFi: content from the centre, statistics from the post -----------------------------------------------
+
+
+def test_only_the_centre_may_publish_a_posts_content_and_only_that_post_reads_it(
+    client: Callable[..., Client],
+) -> None:
+    centre, north, south = client("centre"), client(NORTH), client(SOUTH)
+    assert accepted(centre.publish(topic(NORTH, "content"), "for north", retain=True))
+    for forbidden in (topic(NORTH, "content"), topic(SOUTH, "content")):  # a post cannot write content, its own neither
+        assert north.publish(forbidden, "forged", retain=True) == NOT_AUTHORIZED
+    assert north.subscribe("#") == 1 and south.subscribe("#") == 1  # the retained content: only north's own arrives
+    first = north.messages.get(timeout=WAIT_S)
+    assert (first.topic, bytes(first.payload), first.retain) == (topic(NORTH, "content"), b"for north", True)
+    assert centre.publish(topic(SOUTH, "content"), "for south") == 0
+    assert south.topics_until(topic(SOUTH, "content")) == [topic(SOUTH, "content")]  # north's never came first
+
+
+def test_a_post_reports_its_portal_statistics_and_cannot_report_for_another(client: Callable[..., Client]) -> None:
+    centre, north = client("centre"), client(NORTH)
+    assert centre.subscribe(topic(NORTH, "portal")) == 1 and centre.subscribe(topic(SOUTH, "portal")) == 1
+    assert north.publish(topic(SOUTH, "portal")) == NOT_AUTHORIZED
+    assert north.publish(topic(NORTH, "portal")) == 0
+    assert centre.topics_until(topic(NORTH, "portal")) == [topic(NORTH, "portal")]
+    assert centre.publish(topic(NORTH, "portal")) == NOT_AUTHORIZED  # the centre does not speak for a post
+
+
+def test_signed_content_from_the_reference_centre_reaches_its_post_over_tls(
+    broker: Mosquitto, pki: Pki, client: Callable[..., Client], tmp_path: Path
+) -> None:
+    from captive_portal.content import ContentStore, generate_keypair, load_private_key, sign_bundle
+    from edge_daemon.centre import Centre, CentreError
+
+    public = generate_keypair(tmp_path / "content.key", tmp_path / "content.pub")
+    item = {"id": "notice", "priority": 100, "pinned": True, "title": {"zh": "今天提前放学"}, "body": {"zh": []}}
+    bundle = {"id": "notice-1", "version": 1, "issued": "2027-01-15T08:00:00Z", "items": [item]}
+    payload = sign_bundle(bundle, load_private_key(tmp_path / "content.key"))
+    site, post = NORTH.split("/")
+    with Centre("localhost", broker.port, password=PASSWORDS["centre"], ca_file=str(pki.ca), clean=True) as centre:
+        assert centre.max_packet_size == 1048576  # the shipped broker's max_packet_size, told in its CONNACK
+        centre.publish_content(site, post, payload)
+        oversized = {"format": "alarmpost-content-v1", "bundle": "A" * 1048576, "signature": "A" * 86 + "=="}
+        with pytest.raises(CentreError, match="the broker takes packets of at most 1048576"):
+            centre.publish_content(site, post, json.dumps(oversized).encode())
+    north = client(NORTH)
+    assert north.subscribe(topic(NORTH, "content")) == 1
+    store = ContentStore(tmp_path / "cache", public, 2048 * 1024)
+    assert store.offer(north.messages.get(timeout=WAIT_S).payload).id == "notice-1"
+
+
+def test_the_broker_refusing_content_is_an_error_for_the_centre(broker: Mosquitto, pki: Pki) -> None:
+    from edge_daemon.centre import Centre, CentreError
+
+    envelope = {"format": "alarmpost-content-v1", "bundle": "e30=", "signature": "A" * 86 + "=="}
+    post = Centre("localhost", broker.port, username=NORTH, password=PASSWORDS[NORTH], ca_file=str(pki.ca), clean=True)
+    with post, pytest.raises(CentreError, match=f"the broker refused the content for {NORTH}: Not authorized"):
+        post.publish_content(*NORTH.split("/"), json.dumps(envelope).encode())

@@ -152,10 +152,10 @@ def test_every_channel_has_one_operation_with_its_qos_and_retain(spec: dict[str,
     assert spec["operations"]["receiveCommands"]["reply"]["channel"] == {"$ref": "#/channels/results"}
 
 
-def test_only_state_and_availability_are_retained_and_only_health_and_stream_are_qos_0() -> None:
-    assert {n for n, c in CHANNELS.items() if c.retained} == {"state", "availability"}
+def test_only_state_availability_and_content_are_retained_and_only_health_and_stream_are_qos_0() -> None:
+    assert {n for n, c in CHANNELS.items() if c.retained} == {"state", "availability", "content"}
     assert {n for n, c in CHANNELS.items() if c.qos == 0} == {"health", "stream"}
-    assert {n for n, c in CHANNELS.items() if c.sender != "post"} == {"commands", "requests"}
+    assert {n for n, c in CHANNELS.items() if c.sender != "post"} == {"commands", "requests", "content"}
 
 
 def test_commands_carry_the_correlation_data_and_their_signature_headers(spec: dict[str, Any]) -> None:
@@ -370,6 +370,55 @@ def test_commands_with_their_arguments_pass() -> None:
         {"command": "config_set", "args": {"key": "siren_cutoff_s", "value": 180}},
     ):
         assert decode("commands", encode("commands", command)) == command
+
+
+# -- the gate WiFi's content and statistics ---------------------------------------------------
+
+
+def test_the_documents_content_example_is_signed_by_the_zero_test_key(spec: dict[str, Any]) -> None:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from captive_portal.content import verify_bundle
+
+    (example,) = spec["channels"]["content"]["messages"]["content"]["examples"]
+    public_key = Ed25519PrivateKey.from_private_bytes(asyncapi.EXAMPLE_CONTENT_KEY).public_key()
+    bundle = verify_bundle(encode("content", example["payload"]), public_key, max_bytes=64 * 1024)
+    assert (bundle.version, [item.id for item in bundle.items]) == (12, ["early-pick-up", "pick-up-safety"])
+    written = json.dumps(asyncapi.example_bundle(), ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+    assert written in example["summary"]
+    assert spec["components"]["schemas"]["contentBundle"] == contract.CONTENT_BUNDLE_SCHEMA
+    assert "reply" not in spec["operations"]["receiveContent"]
+
+
+@pytest.mark.parametrize(
+    ("envelope", "named"),
+    [
+        ({"format": "alarmpost-content-v2", "bundle": "e30=", "signature": "A" * 86 + "=="}, "format: "),
+        ({"format": "alarmpost-content-v1", "bundle": "e30=", "signature": "A" * 88}, "signature: "),
+        ({"format": "alarmpost-content-v1", "bundle": "<b>", "signature": "A" * 86 + "=="}, "bundle: '<b>'"),
+        ({"format": "alarmpost-content-v1", "bundle": "e30="}, "'signature' is a required property"),
+    ],
+)
+def test_a_broken_content_envelope_is_refused_naming_the_field(envelope: dict[str, Any], named: str) -> None:
+    with pytest.raises(ContractError, match="^content: .*" + re.escape(named)):
+        decode("content", json.dumps(envelope).encode())
+
+
+def test_portal_statistics_carry_counts_and_nothing_about_a_phone() -> None:
+    stats = {
+        "time": contract.iso_time(NOW),
+        "period_s": 300,
+        "joins": 3,
+        "acceptances": 2,
+        "impressions": {"pick-up-safety": 2},
+        "active_sessions": 1,
+        "content_version": 0,
+    }
+    assert decode("portal", encode("portal", stats)) == stats
+    with pytest.raises(ContractError, match=re.escape("('macs' was unexpected)")):
+        encode("portal", dict(stats, macs=["02:00:00:00:00:01"]))
+    with pytest.raises(ContractError, match=re.escape("impressions: 'Pick Up' does not match")):
+        encode("portal", dict(stats, impressions={"Pick Up": 1}))
 
 
 # -- topics ------------------------------------------------------------------------------------
