@@ -12,7 +12,7 @@ APT_PACKAGES := python3-venv systemd mosquitto iproute2 openssl ffmpeg nftables 
 .PHONY: help install test sim lint firmware firmware-all bench clean
 
 help:
-	@echo "make sim                  the whole post and its centre on the simulated bench (no hardware, own broker)"
+	@echo "make sim                  the whole post, its centre and the gate WiFi portal on the simulated bench"
 	@echo "make test                 every test, under the real MicroPython unix port"
 	@echo "make firmware BOARD=name  compile the firmware for a board into build/<name>/ ($(BOARDS))"
 	@echo "make bench                run the benchmarks in bench/"
@@ -58,6 +58,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/link_faults.py
 	$(BIN)/python bench/press_to_centre.py
 	$(BIN)/python bench/uplink_faults.py
+	$(BIN)/python bench/portal_load.py
 	$(BIN)/python bench/press_to_snapshot.py
 
 clean:

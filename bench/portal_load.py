@@ -73,8 +73,27 @@ def post(host: str, path: str, form: str) -> bytes:
     ).encode()
 
 
+class Joining:
+    """How many phones are part-way through joining, and the most there were at once."""
+
+    now = 0
+    peak = 0
+
+    def __enter__(self) -> None:
+        Joining.now += 1
+        Joining.peak = max(Joining.peak, Joining.now)
+
+    def __exit__(self, *exc: object) -> None:
+        Joining.now -= 1
+
+
 async def phone(source: str, start_at: float, read_s: float, timings: list[float], errors: list[str]) -> None:
     await asyncio.sleep(max(0.0, start_at - time.perf_counter()))
+    with Joining():
+        await join(source, read_s, timings, errors)
+
+
+async def join(source: str, read_s: float, timings: list[float], errors: list[str]) -> None:
     steps = 0
     try:
         status, _, took = await request(source, get(PROBE_HOST, "/generate_204"), 10)
@@ -124,6 +143,7 @@ async def phones(sources: list[str], arrive_s: float, read_s: float, seed: int) 
         "p99_ms": round(1000 * timings[min(len(timings) - 1, int(0.99 * len(timings)))], 1) if timings else None,
         "max_ms": round(1000 * timings[-1], 1) if timings else None,
         "first_errors": errors[:5],
+        "joining_peak": Joining.peak,
     }
 
 
@@ -209,6 +229,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "max_ms": result["max_ms"],
         "arrive_s": args.arrive_s,
         "read_s": args.read_s,
+        "joining_peak": result["joining_peak"],
         "nft_sessions": result["nft_sessions"],
         "first_errors": result["first_errors"],
         "cpus": os.cpu_count(),

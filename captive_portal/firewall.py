@@ -3,7 +3,7 @@
 A phone that accepts is added to the set ``allowed`` of the table ``inet alarmpost_portal``
 (see :mod:`captive_portal.netconf`) as ``IP . MAC`` with ``timeout`` = the session length.
 The kernel deletes the element when the time is up, so a session ends on time even if
-the portal has crashed; the portal only reads the set to know what is left.
+the portal has crashed; the portal keeps a copy of the deadlines only to answer quickly.
 
 Commands go to the kernel through libnftables in this process (no shell, no ``nft``
 process per phone: an accept costs well under a millisecond).  Every address is
@@ -112,7 +112,14 @@ class Nftables:
 
 
 class Firewall:
-    """The set of accepted phones, read and written through :class:`Nftables`.
+    """The set of accepted phones, written through :class:`Nftables`.
+
+    Reading the kernel's set costs time that grows with its size (libnftables fetches the
+    set to look one element up), so the portal answers "is this phone online, for how
+    long" from its own copy of the deadlines and re-reads the set on every
+    :meth:`sessions` (the portal's sweep, every few seconds): a session the kernel has
+    ended, or that was deleted by hand, leaves the copy then.  Enforcement is the
+    kernel's alone.
 
     >>> fw = Firewall(ipaddress.IPv4Network("10.73.0.0/22"))  # doctest: +SKIP
     >>> fw.load(Path("portal.nft").read_text())  # doctest: +SKIP
@@ -121,13 +128,23 @@ class Firewall:
     3600
     """
 
-    def __init__(self, network: ipaddress.IPv4Network, nft: Nftables | None = None) -> None:
+    def __init__(
+        self, network: ipaddress.IPv4Network, nft: Nftables | None = None, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.network = network
         self._nft = nft or Nftables()
+        self._clock = clock
+        self._until: dict[Client, float] = {}  # the copy: each online phone's deadline
+        self._lock = threading.Lock()
 
     def load(self, ruleset: str) -> None:
-        """Replace the portal's table with ``ruleset`` (atomically: the old one stays on error)."""
+        """Replace the portal's table with ``ruleset`` (atomically: the old one stays on error).
+
+        The new table's set is empty: every session ends.
+        """
         self._nft.run(ruleset)
+        with self._lock:
+            self._until.clear()
 
     def allow(self, client: Client, seconds: int) -> None:
         """Let ``client`` out for ``seconds`` from now (a running session starts afresh)."""
@@ -136,21 +153,37 @@ class Firewall:
             raise ValueError(f"a session of {seconds} s is out of range (1 s to 7 days)")
         add = f"add element inet {TABLE} {ALLOWED_SET} {{ {client.element} timeout {int(seconds)}s }}\n"
         if self.remaining(client) is None:
-            self._nft.run(add)
+            try:
+                self._nft.run(add)
+            except FirewallError:  # still in the kernel's set a moment after our copy let it go
+                self._nft.run(self._delete(client) + add)
         else:  # a set element's timeout cannot be changed in place: replace it in one batch
-            self._nft.run(f"delete element inet {TABLE} {ALLOWED_SET} {{ {client.element} }}\n" + add)
+            self._nft.run(self._delete(client) + add)
+        with self._lock:
+            self._until[client] = self._clock() + seconds
 
     def revoke(self, client: Client) -> bool:
         """End ``client``'s session now; False if it had none."""
         self._check(client)
+        with self._lock:
+            self._until.pop(client, None)
         try:
-            self._nft.run(f"delete element inet {TABLE} {ALLOWED_SET} {{ {client.element} }}")
+            self._nft.run(self._delete(client))
         except FirewallError:
             return False
         return True
 
     def remaining(self, client: Client) -> int | None:
         """Seconds left in ``client``'s session, or None if it has none."""
+        with self._lock:
+            left = self._until.get(client, 0.0) - self._clock()
+            if left <= 0:
+                self._until.pop(client, None)
+                return None
+        return max(1, round(left))
+
+    def kernel_remaining(self, client: Client) -> int | None:
+        """Seconds left in ``client``'s session as the kernel's set has it (slower: for checks by hand)."""
         self._check(client)
         try:
             # nft prints 'get element' as text even when asked for JSON
@@ -163,7 +196,7 @@ class Firewall:
         return round(sum(int(n) * UNIT_S[unit] for n, unit in DURATION_PART.findall(found.group(1))))
 
     def sessions(self) -> dict[Client, int]:
-        """Every client in the set, with the seconds it has left."""
+        """Every client in the kernel's set, with the seconds it has left; the copy follows it."""
         out = self._nft.run(f"list set inet {TABLE} {ALLOWED_SET}", as_json=True)
         found: dict[Client, int] = {}
         for element in _elements(out):
@@ -173,7 +206,13 @@ class Firewall:
             except ValueError:
                 continue  # put there by hand, outside the gate network: not ours to report
             found[client] = int(element.get("expires", element.get("timeout", 0)))
+        now = self._clock()
+        with self._lock:
+            self._until = {c: self._until.get(c, now + left) for c, left in found.items()}
         return found
+
+    def _delete(self, client: Client) -> str:
+        return f"delete element inet {TABLE} {ALLOWED_SET} {{ {client.element} }}\n"
 
     def _check(self, client: Client) -> None:
         # Client.parse has checked it; re-check here so a hand-built Client cannot carry text into nft

@@ -126,6 +126,7 @@ from hw_sim.mosquitto import BrokerError
 from hw_sim.paths import MissingTool
 from hw_sim.pi_wiring import PiWiring
 from hw_sim.sim_centre import BROKER_KINDS, COMMAND_TIMEOUT_S, SimCentre, centre_events, centre_rows
+from hw_sim.sim_portal import SimPortal
 from hw_sim.timeline import Change
 
 STARTING = "starting the board"
@@ -566,6 +567,7 @@ class Sim:
         self.bench = bench
         self.pi = pi
         self.centre = centre
+        self.portal: SimPortal | None = None  # the gate WiFi's portal, for a person's browser
         self.presses: list[float] = []  # when the button was pressed (time.monotonic())
         self.wait_for_results = True  # a command through the centre waits for its result (plain mode)
         self._awaiting: concurrent.futures.Future[str] | None = None  # its result goes to the message
@@ -832,6 +834,8 @@ def screen(sim: Sim, now: float, height: int = 100) -> list[Row]:
     title, state = _head(sim, facts, now)
     post = _outputs(sim, facts) + _inputs(sim)
     pi = _pi(facts, sim.pi) + [[]] + centre_rows(sim.centre, sim.pi.uplink_text())
+    if sim.portal is not None:
+        pi += [[("title", "GATE WIFI  "), ("", sim.portal.facts()["gate wifi"])]]
     foot = _foot(sim)
     fixed = len(title) + len(state) + len(post) + len(pi) + len(foot)
     spare = height - fixed
@@ -965,6 +969,8 @@ class Log:
 
     def _fact_changes(self, now: float) -> list[tuple[float, str]]:
         facts = self.sim.facts(now) | self.sim.pi.facts() | self.sim.centre.facts()
+        if self.sim.portal is not None:
+            facts |= self.sim.portal.facts()
         changes = []
         for name, value in facts.items():
             old = self.facts.get(name)
@@ -1165,6 +1171,17 @@ def start_centre(sim: Sim) -> str | None:
     return None
 
 
+def start_portal(sim: Sim) -> None:
+    """The gate WiFi's portal beside the post; the post runs on without it if it cannot start."""
+    sim.portal = SimPortal(sim.pi.folder / "portal", sim.centre)
+    try:
+        sim.portal.start(sim.pi.config().board.name)
+    except (RuntimeError, OSError, ValueError, CentreError) as exc:
+        print(f"the gate WiFi portal did not start: {first_line(exc)}", file=sys.stderr)
+        return
+    print(f"gate WiFi: open {sim.portal.url} in a browser to see the splash page", flush=True)
+
+
 def run(sim: Sim, args: argparse.Namespace) -> int:
     try:
         sim.bench.start()
@@ -1180,6 +1197,7 @@ def run(sim: Sim, args: argparse.Namespace) -> int:
     except (BenchError, ValueError, OSError) as exc:
         print(f"the Pi's daemon did not start: {exc}", file=sys.stderr)
         return 1
+    start_portal(sim)
     interactive = sys.stdin.isatty() and sys.stdout.isatty() and not args.plain
     if args.script is None and interactive:
         try:
@@ -1201,11 +1219,16 @@ def run(sim: Sim, args: argparse.Namespace) -> int:
 
 
 def shutdown(sim: Sim) -> None:
-    """Close the centre, stop the daemon (it tells the broker ``stopped``), the broker and the bench,
-    then remove the Pi's folder: every step, whatever fails."""
+    """Stop the portal, close the centre, stop the daemon (it tells the broker ``stopped``), the broker
+    and the bench, then remove the Pi's folder: every step, whatever fails."""
+
+    def stop_portal() -> None:
+        if sim.portal is not None:
+            sim.portal.stop()
+
     names = [name for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)]
     previous = {name: signal.signal(getattr(signal, name), signal.SIG_IGN) for name in names}  # no half cleanup
-    steps = (sim.centre.close, sim.pi.stop, sim.centre.stop_broker, sim.bench.stop, sim.pi.close)
+    steps = (stop_portal, sim.centre.close, sim.pi.stop, sim.centre.stop_broker, sim.bench.stop, sim.pi.close)
     try:
         for step in steps:
             try:

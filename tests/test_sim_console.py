@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 from hw_sim.camera import has_alarm_mark
@@ -166,3 +167,29 @@ def test_sim_console_embedded_broker_stops_and_the_backlog_drains() -> None:
     assert f"CENTRE  broker embedded 127.0.0.1:{port[1]} running" in final
     assert "contract violations 0" in final
     assert not _pi_folder(out).exists()
+
+
+def test_sim_console_serves_the_gate_wifi_splash_with_the_centres_notice() -> None:
+    """`make sim` prints the portal's address; the page there shows the notice the sim's centre signed."""
+    require("micropython")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hw_sim.console", "--broker", "embedded", "--script", "wait:30,q"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        url = ""
+        for line in proc.stdout:
+            if "content v1" in line:  # the centre's bundle is in use
+                url = re.search(r"http://gate-wifi\.localhost:\d+/", line).group(0)  # type: ignore[union-attr]
+                break
+        assert url, "the console never showed the portal with the centre's content"
+        port = int(url.rsplit(":", 1)[1].rstrip("/"))
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10) as answer:
+            page = answer.read().decode()
+        assert "模拟台通知：本页来自监控中心" in page and 'action="/accept"' in page
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
