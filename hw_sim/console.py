@@ -1192,12 +1192,12 @@ def run(sim: Sim, args: argparse.Namespace) -> int:
     if problem:
         print(problem, file=sys.stderr)
         return 1
+    start_portal(sim)  # before the daemon, so the screen and the log see the Pi's link come up
     try:
         sim.pi.start()  # a daemon that fails in its thread is shown on the screen, not raised here
     except (BenchError, ValueError, OSError) as exc:
         print(f"the Pi's daemon did not start: {exc}", file=sys.stderr)
         return 1
-    start_portal(sim)
     interactive = sys.stdin.isatty() and sys.stdout.isatty() and not args.plain
     if args.script is None and interactive:
         try:
