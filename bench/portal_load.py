@@ -219,7 +219,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 print(out, file=sys.stderr)
     requests = result["requests"]
     return {
-        "bench": "portal_load",
+        "benchmark": "portal_load",
         "clients": args.clients,
         "requests": requests,
         "errors": result["errors"],
