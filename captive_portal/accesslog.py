@@ -501,7 +501,13 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--format", choices=("csv", "json"), default="csv")
     export.add_argument("--output", type=Path, metavar="FILE", help="write a new file (mode 0600), not stdout")
     purge = sub.add_parser("purge", help="delete the sessions past their retention")
-    purge.add_argument("--retention-days", type=int, default=MIN_RETENTION_DAYS, metavar="DAYS")
+    purge.add_argument(
+        "--retention-days",
+        type=int,
+        required=True,
+        metavar="DAYS",
+        help="the post's access_log.retention_days (never fewer than 60)",
+    )
     return parser
 
 

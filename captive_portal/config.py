@@ -174,12 +174,17 @@ class Config:
         return f"http://{self.portal.hostname}{'' if self.portal.port == 80 else f':{self.portal.port}'}/"
 
     @property
+    def secure_portal_url(self) -> str:
+        """The splash page's address for the RFC 8908 API: over HTTPS when the portal has a certificate."""
+        if not self.portal.tls_cert_file:
+            return self.portal_url
+        port = "" if self.portal.https_port == 443 else f":{self.portal.https_port}"
+        return f"https://{self.portal.hostname}{port}/"
+
+    @property
     def api_url(self) -> str:
         """The RFC 8908 API's address (DHCP option 114): HTTPS when the portal has a certificate."""
-        if not self.portal.tls_cert_file:
-            return self.portal_url + "api/captive"
-        port = "" if self.portal.https_port == 443 else f":{self.portal.https_port}"
-        return f"https://{self.portal.hostname}{port}/api/captive"
+        return self.secure_portal_url + "api/captive"
 
 
 def _ifname(value: Any) -> tuple[Any, str | None]:

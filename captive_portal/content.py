@@ -530,10 +530,24 @@ class ContentStore:
             current = self.bundle
             if offered.digest == current.digest:
                 return current
-            _check_newer(offered.version, current.version)
+            # the highest version ever accepted is kept apart from the cache, so losing the cache
+            # (a damaged card, a wiped folder) cannot let an older signed bundle back in
+            _check_newer(offered.version, max(current.version, self._highest_version()))
             self._save(offered)
+            write_atomically(self._floor_path, str(offered.version).encode())
             self._bundle = offered
         return offered
+
+    @property
+    def _floor_path(self) -> Path:
+        return self.cache_dir / "highest-version"
+
+    def _highest_version(self) -> int:
+        try:
+            text = self._floor_path.read_text().strip()
+        except OSError:
+            return 0
+        return int(text) if text.isdigit() else 0
 
     def current_items(self, now: float) -> list[Item]:
         """The items to show at ``now``: pinned first, then by priority; the default's if none is valid."""

@@ -151,16 +151,22 @@ class Firewall:
         self._check(client)
         if not 1 <= seconds <= 7 * 86400:
             raise ValueError(f"a session of {seconds} s is out of range (1 s to 7 days)")
-        add = f"add element inet {TABLE} {ALLOWED_SET} {{ {client.element} timeout {int(seconds)}s }}\n"
-        if self.remaining(client) is None:
-            try:
-                self._nft.run(add)
-            except FirewallError:  # still in the kernel's set a moment after our copy let it go
-                self._nft.run(self._delete(client) + add)
-        else:  # a set element's timeout cannot be changed in place: replace it in one batch
-            self._nft.run(self._delete(client) + add)
+        # One batch, all or nothing: make sure the element exists, delete it, add it with the new
+        # timeout (a running session starts afresh; an element's timeout cannot be changed in place,
+        # and the kernel may have ended the session a moment before the copy noticed).
+        element = f"inet {TABLE} {ALLOWED_SET} {{ {client.element} }}"
+        self._nft.run(
+            f"add element {element}\ndelete element {element}\n"
+            f"add element inet {TABLE} {ALLOWED_SET} {{ {client.element} timeout {int(seconds)}s }}\n"
+        )
         with self._lock:
             self._until[client] = self._clock() + seconds
+
+    def revoke_all(self) -> None:
+        """End every session now (the portal is stopping: nobody stays online without a log)."""
+        self._nft.run(f"flush set inet {TABLE} {ALLOWED_SET}")
+        with self._lock:
+            self._until.clear()
 
     def revoke(self, client: Client) -> bool:
         """End ``client``'s session now; False if it had none."""

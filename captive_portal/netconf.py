@@ -252,6 +252,9 @@ def render_nft(cfg: Config, *, source: str = DEFAULT_SOURCE) -> str:
     return _text(lines)
 
 
+PORTAL_CONNECTIONS_PER_PHONE = 32  # a browser opens at most 6 per host; probes and the API a few more
+
+
 def _nft_sets(cfg: Config) -> list[str]:
     return [
         "\t# Phones that have accepted, as IP . MAC; the portal adds them, the kernel removes them at timeout",
@@ -264,6 +267,12 @@ def _nft_sets(cfg: Config) -> list[str]:
         *_dynamic_set("up_rate", "each phone's upload rate limit"),
         *_dynamic_set("down_rate", "each phone's download rate limit"),
         *_dynamic_set("portal_flood", "each phone's rate of new connections to the portal"),
+        "\t# Each phone's open connections to the portal, counted by conntrack",
+        "\tset portal_conns {",
+        "\t\ttype ipv4_addr",
+        "\t\tflags dynamic",
+        "\t\tsize 65535",
+        "\t}",
     ]
 
 
@@ -329,6 +338,9 @@ def _nft_input(cfg: Config) -> list[str]:
         f"\t\t# a second per phone (burst {burst})",
         f"\t\tiifname {lan} tcp dport {ports} ct state new"
         f" update @portal_flood {{ ip saddr limit rate over {per_s}/second burst {burst} packets }} drop",
+        f"\t\t# ... and at most {PORTAL_CONNECTIONS_PER_PHONE} open at once: a phone cannot hoard the portal's sockets",
+        f"\t\tiifname {lan} tcp dport {ports} ct state new"
+        f" add @portal_conns {{ ip saddr ct count over {PORTAL_CONNECTIONS_PER_PHONE} }} reject with tcp reset",
         f"\t\tiifname {lan} ip daddr {gateway} tcp dport {ports} accept",
         "\t\t# Ping the gateway, within a limit",
         f"\t\tiifname {lan} icmp type echo-request limit rate {PING_LIMIT} accept",

@@ -41,7 +41,10 @@ from captive_portal.firewall import Client, FirewallError, NeighbourTable
 
 log = logging.getLogger("alarmpost.portal")
 
-HOST_HEADER = re.compile(r"([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*(:[0-9]{1,5})?")
+# a host name (underscores and a final dot happen in the wild) or an IPv4 address, and a port
+HOST_HEADER = re.compile(
+    r"[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?)*\.?(:[0-9]{1,5})?"
+)
 IMAGE_NAME = re.compile(r"[0-9a-f]{64}\.(jpg|png|webp)")
 SECURITY_HEADERS = {
     "Cache-Control": "no-store",
@@ -109,7 +112,8 @@ class Portal:
         self._secret = secrets.token_bytes(32)
         portal = config.portal
         own = {portal.hostname, config.lan.address}
-        self.own_hosts = own | {f"{h}:{portal.port}" for h in own}
+        ports = {portal.port, portal.https_port} if portal.tls_cert_file else {portal.port}
+        self.own_hosts = own | {f"{h}:{p}" for h in own for p in ports}
 
     # -- the application ----------------------------------------------------------------
 
@@ -126,6 +130,7 @@ class Portal:
             return self._text(400, "400 Bad Request: the Host header is not a host name or address")
         client = self._client(request.remote)
         remaining = self.firewall.remaining(client) if client is not None else None
+        host = _without_final_dot(host)
         probe = probes.probe(host.partition(":")[0], request.path)
         if probe is not None and remaining is not None:
             return web.Response(
@@ -141,11 +146,15 @@ class Portal:
     def _elsewhere(self, client: Client | None, remaining: int | None) -> web.StreamResponse:
         """A request for another host: captive phones go to the splash."""
         if remaining is not None:
-            # online, yet it reached the portal (an old DNS answer): it only needs to ask again
-            return self._text(503, "503 Service Unavailable: you are online; please reload", {"Retry-After": "1"})
-        if client is not None:
-            self.stats.joined(client.mac)
-        return web.Response(status=302, headers={"Location": self.config.portal_url, **SECURITY_HEADERS})
+            # online, yet it reached the portal on a connection the firewall redirected before it
+            # accepted: close it, so the browser's next try opens a new one that goes out
+            response = self._text(503, "503 Service Unavailable: you are online; please reload", {"Retry-After": "1"})
+        else:
+            if client is not None:
+                self.stats.joined(client.mac)
+            response = web.Response(status=302, headers={"Location": self.config.portal_url, **SECURITY_HEADERS})
+        response.force_close()
+        return response
 
     async def _own(self, request: web.Request, client: Client | None, remaining: int | None) -> web.StreamResponse:
         routes: dict[str, tuple[tuple[str, ...], Callable[..., Any]]] = {
@@ -174,10 +183,14 @@ class Portal:
             return self._redirect(f"/welcome?lang={lang}")
         if client is None:
             return self._html(403, pages.message(self._copy(lang), self._copy(lang).lang.not_on_wifi))
-        return self._html(200, self._splash_page(client, lang))
+        return self._html(200, self._splash_page(client, lang, seen=request.method == "GET"))
 
-    def _splash_page(self, client: Client, lang: str, note: str = "") -> str:
-        items = self._items()
+    def _splash_page(self, client: Client, lang: str, note: str = "", seen: bool = False) -> str:
+        """The splash; ``seen``: a phone is shown it, so each item counts one impression."""
+        items = self.content.current_items(time.time())
+        if seen:
+            for item in items:
+                self.stats.impression(item.id)
         return pages.splash(self._copy(lang), items, self._token(client), lang, note)
 
     async def _accept(self, request: web.Request, client: Client | None, remaining: int | None) -> web.StreamResponse:
@@ -227,8 +240,8 @@ class Portal:
         """RFC 8908: whether this phone is captive, where to go, and how long it has left."""
         state: dict[str, Any] = {
             "captive": remaining is None,
-            "user-portal-url": self.config.portal_url,
-            "venue-info-url": self.config.portal_url + "venue",
+            "user-portal-url": self.config.secure_portal_url,
+            "venue-info-url": self.config.secure_portal_url + "venue",
         }
         if remaining is not None:
             state["seconds-remaining"] = remaining
@@ -288,10 +301,7 @@ class Portal:
             return None
 
     def _items(self) -> Sequence[Any]:
-        items = self.content.current_items(time.time())
-        for item in items:
-            self.stats.impression(item.id)
-        return items
+        return self.content.current_items(time.time())
 
     def _lang(self, request: web.Request) -> str:
         return pages.pick_lang(request.query.get("lang"), request.headers.get("Accept-Language"))
@@ -335,11 +345,17 @@ class Portal:
         return web.Response(status=303, headers={"Location": location, **SECURITY_HEADERS})
 
 
+def _without_final_dot(host: str) -> str:
+    name, colon, port = host.partition(":")
+    return name.rstrip(".") + colon + port
+
+
 async def serve(portal: Portal, host: str, port: int, ssl_context: Any = None) -> web.AppRunner:
     """Start ``portal`` listening on ``host:port``; stop it with ``await runner.cleanup()``."""
     runner = web.AppRunner(
         portal.app(),
         access_log=None,  # an HTTP access log would keep addresses the law does not ask for
+        keepalive_timeout=10,  # an idle connection is closed soon: a phone cannot hoard sockets
         max_line_size=portal.max_field_size,
         max_field_size=portal.max_field_size,
         max_headers=64,

@@ -33,7 +33,7 @@ from captive_portal.config import Config
 from captive_portal.content import BundleError, ContentStore, load_public_key
 from captive_portal.firewall import Firewall, NeighbourTable
 from captive_portal.server import Portal, serve
-from captive_portal.stats import Stats
+from captive_portal.stats import Stats, StatsError
 from edge_daemon.contract import Topics
 from edge_daemon.uplink import post_client, publish_properties
 
@@ -116,7 +116,7 @@ class PortalService:
         )
         # a day of statistics is a local day: in China a UTC day would change during the morning drop-off
         local_offset_h = time.localtime().tm_gmtoff // 3600
-        self.stats = Stats(Path(config.content.cache_dir) / "portal-stats.json", day_offset_h=local_offset_h)
+        self.stats = _open_stats(Path(config.content.cache_dir) / "portal-stats.json", local_offset_h)
         self.stats.content_version = self.content.bundle.version
         self.portal = Portal(
             config, self.firewall, self.content, self.access_log, self.stats, mac_lookup or NeighbourTable()
@@ -154,6 +154,8 @@ class PortalService:
                 await runner.cleanup()
             if self.centre is not None:
                 self.centre.stop()
+            # nobody stays online while the portal is not keeping the log
+            self.firewall.revoke_all()
             self.access_log.close_all(reason="restart")
             self.access_log.close()
             self.stats.close()
@@ -181,6 +183,17 @@ class PortalService:
             await asyncio.sleep(self.config.access_log.stats_interval_s)
             if self.centre is not None:
                 self.centre.publish_stats()
+
+
+def _open_stats(path: Path, day_offset_h: int) -> Stats:
+    """The statistics, or fresh ones if the file is damaged: counts never stop the portal."""
+    try:
+        return Stats(path, day_offset_h=day_offset_h)
+    except StatsError as exc:
+        aside = path.with_name(f"{path.name}.damaged-{int(time.time())}")
+        log.error("statistics file unusable, moved to %s; counting from zero: %s", aside, exc)
+        path.replace(aside)
+        return Stats(path, day_offset_h=day_offset_h)
 
 
 async def run_service(service: PortalService) -> None:

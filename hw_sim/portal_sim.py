@@ -46,6 +46,10 @@ class MemoryFirewall:
         with self._lock:
             self._until[client] = self._clock() + seconds
 
+    def revoke_all(self) -> None:
+        with self._lock:
+            self._until.clear()
+
     def revoke(self, client: Client) -> bool:
         with self._lock:
             return self._until.pop(client, None) is not None

@@ -347,7 +347,7 @@ def test_cli_purge(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
         recent = log.log_on(MAC_A, "10.73.0.23", at=lately)
         log.log_off(recent, at=lately + 60)
         still_open = log.log_on(MAC_B, "10.73.0.24", at=long_ago)
-    assert main(["--db", str(tmp_path / "access.db"), "purge"]) == 0
+    assert main(["--db", str(tmp_path / "access.db"), "purge", "--retention-days", "60"]) == 0
     assert "deleted 1 sessions logged off more than 60 days ago" in capsys.readouterr().out
     assert [row[0] for row in rows(tmp_path / "access.db")] == [recent, still_open]
 
@@ -374,7 +374,7 @@ def test_cli_wrong_arguments_exit_2(
 
 def test_cli_a_missing_or_damaged_log_exits_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     missing = tmp_path / "missing.db"
-    assert main(["--db", str(missing), "purge"]) == 1
+    assert main(["--db", str(missing), "purge", "--retention-days", "60"]) == 1
     assert f"{missing}: no such access log" in capsys.readouterr().err
     assert not missing.exists()
     garbage = tmp_path / "garbage.db"

@@ -287,3 +287,31 @@ def test_security_headers_on_pages(portal: LoopbackPortal) -> None:
     assert "frame-ancestors 'none'" in headers["content-security-policy"]
     assert headers["x-content-type-options"] == "nosniff"
     assert headers["referrer-policy"] == "no-referrer"
+
+
+def test_answers_for_other_hosts_close_the_connection(portal: LoopbackPortal) -> None:
+    """A connection the firewall redirected before accepting must not be reused after it."""
+    keep_alive = b"GET / HTTP/1.1\r\nHost: www.example.com\r\n\r\n"
+    status, headers, _ = portal.raw(keep_alive)
+    assert status == 302 and headers["connection"] == "close"
+    portal.accept()
+    status, headers, _ = portal.raw(keep_alive)
+    assert status == 503 and headers["connection"] == "close"
+
+
+@pytest.mark.parametrize("host", ["my_printer.local", "www.example.com.", "captive.apple.com."])
+def test_unusual_but_real_host_names_still_reach_the_splash(portal: LoopbackPortal, host: str) -> None:
+    status, headers, _ = portal.get(host, "/hotspot-detect.html")
+    assert status == 302 and headers["location"] == portal.config.portal_url
+    portal.accept()
+    expected = 200 if host.startswith("captive.apple.com") else 503
+    assert portal.get(host, "/hotspot-detect.html")[0] == expected
+
+
+def test_impressions_count_splash_views_only(portal: LoopbackPortal) -> None:
+    shown = len(portal.portal.content.current_items(0))  # type: ignore[attr-defined]
+    portal.get(PORTAL, "/")
+    portal.raw(f"HEAD / HTTP/1.1\r\nHost: {PORTAL}\r\nConnection: close\r\n\r\n".encode())
+    portal.get(PORTAL, "/venue")
+    impressions = portal.stats.snapshot(0)["impressions"]
+    assert len(impressions) == shown and set(impressions.values()) == {1}
