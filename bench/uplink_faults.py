@@ -107,6 +107,7 @@ def run(events: int, rate: float, every: float) -> dict[str, object]:
         "events": raised,
         "received": received,
         "lost": len(missing),
+        "missing_seqs": missing[:20],  # the board's sequence numbers that never reached the centre
         "duplicates": centre.duplicates,
         "replays": centre.replays_asked,
         "faults": sum(faults.values()),
