@@ -21,7 +21,6 @@ Check a file from the shell (prints ``FILE: ok``, or the errors and exits 1)::
 
 from __future__ import annotations
 
-import argparse
 import ipaddress
 import re
 import sys
@@ -46,8 +45,10 @@ from edge_daemon.config import (
     _show,
     _text,
     _uplink_checks,
+    check_files_main,
     check_sections,
     read_toml,
+    toml_table,
 )
 
 WifiMode = Literal["hostapd", "external"]
@@ -387,13 +388,7 @@ def check_data(data: dict[str, Any], source: str = "config") -> Config:
 
 def parse_config(text: str, source: str = "config") -> Config:
     """A :class:`Config` from TOML text."""
-    import tomllib
-
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(source, [f"not valid TOML: {exc}"]) from None
-    return check_data(data, source)
+    return check_data(toml_table(text, source), source)
 
 
 def load_config(path: Path) -> Config:
@@ -402,21 +397,8 @@ def load_config(path: Path) -> Config:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m captive_portal.config", description="Check gate WiFi configs.")
-    sub = parser.add_subparsers(dest="command", required=True)
-    check = sub.add_parser("check", help="check config files; print FILE: ok or the errors")
-    check.add_argument("files", nargs="+", type=Path, metavar="FILE")
-    args = parser.parse_args(argv)
-    failed = False
-    for path in args.files:
-        try:
-            load_config(path)
-        except ConfigError as exc:
-            print(exc, file=sys.stderr)
-            failed = True
-        else:
-            print(f"{path}: ok")
-    return 1 if failed else 0
+    """``python -m captive_portal.config check FILE...``."""
+    return check_files_main("python -m captive_portal.config", "Check gate WiFi configs.", load_config, argv)
 
 
 if __name__ == "__main__":

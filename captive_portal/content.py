@@ -67,6 +67,7 @@ from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, rsa, x2551
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from captive_portal.default_content import DEFAULT_BUNDLE
+from captive_portal.files import write_atomically
 from edge_daemon.contract import (
     CONTENT_BUNDLE_SCHEMA,
     CONTENT_ENVELOPE_SCHEMA,
@@ -618,26 +619,3 @@ def _check_newer(offered: int, cached: int) -> None:
         raise BundleError(f"version {offered} is older than the cached version {cached}")
     if offered == cached:
         raise BundleError(f"version {offered} is the cached version but a different bundle (give it a higher version)")
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that it holds either its old bytes or all the new ones, even across a power cut."""
-    temporary = path.with_name(f".{path.name}.tmp")
-    try:
-        with open(temporary, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-    _fsync_folder(path.parent)
-
-
-def _fsync_folder(folder: Path) -> None:
-    descriptor = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)

@@ -44,13 +44,12 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
-import os
 import sys
-import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from captive_portal.config import HOSTNAME, IFNAME, Config, ConfigError, load_config
+from captive_portal.files import write_atomically
 from captive_portal.firewall import ALLOWED_SET, TABLE
 
 HOSTAPD_FILE = "hostapd.conf"
@@ -416,34 +415,8 @@ def write_all(cfg: Config, folder: Path, *, source: str = DEFAULT_SOURCE) -> lis
     folder.mkdir(parents=True, exist_ok=True)
     written = []
     for name, text in render_all(cfg, source=source).items():
-        written.append(write_atomically(folder / name, text))
+        written.append(write_atomically(folder / name, text.encode()))
     return written
-
-
-def write_atomically(path: Path, text: str) -> Path:
-    """Replace ``path`` with ``text``: a reader sees the old file or the new one, never a part of it."""
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as file:
-            file.write(text)
-            file.flush()
-            os.fsync(file.fileno())
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    _fsync_folder(path.parent)
-    return path
-
-
-def _fsync_folder(folder: Path) -> None:
-    """Make the rename itself survive a power cut."""
-    descriptor = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
 
 
 # --- safety of every line ----------------------------------------------------------------------

@@ -74,7 +74,6 @@ import hmac
 import json
 import logging
 import math
-import os
 import re
 import secrets
 import threading
@@ -86,6 +85,7 @@ from pathlib import Path
 from typing import Any
 
 from captive_portal.accesslog import canonical_mac
+from captive_portal.files import write_atomically
 
 log = logging.getLogger("alarmpost.portal.stats")
 
@@ -296,7 +296,9 @@ class Stats:
             return
         data = {"format": FILE_FORMAT, "period_start_ms": self._period_start_ms, **self._period.as_json()}
         try:
-            write_atomically(self.path, json.dumps(data, sort_keys=True).encode() + b"\n")
+            if not self.path.parent.exists():
+                self.path.parent.mkdir(parents=True, mode=0o700)
+            write_atomically(self.path, json.dumps(data, sort_keys=True).encode() + b"\n", mode=0o600)
         except OSError as exc:
             log.error("%s: cannot write the statistics (%s); a restart may count some again", self.path, exc)
 
@@ -316,20 +318,3 @@ def _counts_from(data: Any) -> Counts:
         raise ValueError("impressions is not an object")
     counts = Counter({check_item_id(item): _whole(n) for item, n in impressions.items()})
     return Counts(_whole(data["joins"]), _whole(data["acceptances"]), counts)
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data`` (mode 0600): a reader or a power cut sees the old file or the new, whole."""
-    if not path.parent.exists():
-        path.parent.mkdir(parents=True, mode=0o700)
-    temporary = path.with_name(path.name + ".tmp")
-    with os.fdopen(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as file:
-        file.write(data)
-        file.flush()
-        os.fsync(file.fileno())
-    os.replace(temporary, path)
-    folder = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(folder)  # the rename itself is on disk
-    finally:
-        os.close(folder)

@@ -500,6 +500,14 @@ def check_sections(data: dict[str, Any], known: Sections, errors: list[str]) -> 
     return {name: _section(name, data.get(name, {}), errors, known) for name in known}
 
 
+def toml_table(text: str, source: str) -> dict[str, Any]:
+    """The TOML table in ``text``; :class:`ConfigError` if it is not TOML."""
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(source, [f"not valid TOML: {exc}"]) from None
+
+
 def read_toml(path: Path) -> dict[str, Any]:
     """The TOML table in the file at ``path``; :class:`ConfigError` names the file and what is wrong."""
     source = str(path)
@@ -525,11 +533,7 @@ def parse_config(text: str, source: str = "config") -> Config:
     >>> parse_config('[serial]\\nport = "/dev/ttyAMA0"\\n[board]\\nname = "gate-3"').board.name
     'gate-3'
     """
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(source, [f"not valid TOML: {exc}"]) from None
-    return check_data(data, source)
+    return check_data(toml_table(text, source), source)
 
 
 def load_config(path: Path) -> Config:
@@ -544,9 +548,9 @@ def load_config(path: Path) -> Config:
     return check_data(read_toml(path), str(path))
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m edge_daemon.config check FILE...``: 0 when every file is ok, else 1."""
-    parser = argparse.ArgumentParser(prog="python -m edge_daemon.config", description="Check edge daemon configs.")
+def check_files_main(prog: str, description: str, load: Callable[[Path], Any], argv: list[str] | None) -> int:
+    """``PROG check FILE...``: each file's "FILE: ok", or its errors on stderr; 0 when every file is ok, else 1."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
     sub = parser.add_subparsers(dest="command", required=True)
     check = sub.add_parser("check", help="check config files; print FILE: ok or the errors")
     check.add_argument("files", nargs="+", type=Path, metavar="FILE")
@@ -554,13 +558,18 @@ def main(argv: list[str] | None = None) -> int:
     failed = False
     for path in args.files:
         try:
-            load_config(path)
+            load(path)
         except ConfigError as exc:
             print(exc, file=sys.stderr)
             failed = True
         else:
             print(f"{path}: ok")
     return 1 if failed else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m edge_daemon.config check FILE...``."""
+    return check_files_main("python -m edge_daemon.config", "Check edge daemon configs.", load_config, argv)
 
 
 if __name__ == "__main__":

@@ -37,7 +37,7 @@ def test_systemd_analyze_verifies_the_units_together(tmp_path: Path) -> None:
     "name",
     [
         f"captive_portal.{m}"
-        for m in ("config", "firewall", "probes", "pages", "content", "accesslog", "stats", "netconf")
+        for m in ("config", "files", "firewall", "probes", "pages", "content", "accesslog", "stats", "netconf")
     ]
     + ["hw_sim.portal_sim"],
 )
