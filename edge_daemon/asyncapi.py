@@ -49,7 +49,8 @@ _CHANNEL_NOTES = {
     ),
     "events": (
         "At least once, in order: deduplicate on `id`. `n` is +1 per event of the post's store; "
-        "`replayed` is true on copies sent again for a `replay` command."
+        "`replayed` is true on copies sent again for a `replay` command. The post sends an event again "
+        "until a `receipts` message confirms its `n`."
     ),
     "results": (
         "The answer to each command or request. The answer to a command carries that command's MQTT 5 "
@@ -60,6 +61,12 @@ _CHANNEL_NOTES = {
     "commands": (
         "Signed with the post's key (see the signature in the document's description); anything unsigned, "
         "forged, expired or replayed changes nothing and is answered `unauthenticated`."
+    ),
+    "receipts": (
+        "The centre's kiss-off, signed like a command (the `ts` window and nonce do not apply: a receipt "
+        "sent again confirms nothing new). It names, as `[first, last]` ranges of `n`, the events and audit "
+        "records of one store that the centre has durably recorded, copies included; only these leave the "
+        "post's outbox. The broker's PUBACK is flow control only."
     ),
     "requests": (
         "Plain text, unsigned, for Home Assistant's buttons: only requests that touch neither the outputs, "
@@ -119,21 +126,27 @@ Each post has its own subtree, `{contract.ROOT}/{{site}}/{{post}}/<channel>`, wh
 Every message is QoS 1 except `health` and `stream` (QoS 0). Only `state`, `availability` and
 the centre's `content` are retained. The post connects with a clean start and a
 Last Will of `{contract.OFFLINE}` (QoS 1, retained) on `availability`. On every connection it
-publishes the retained `state` first, then
-`{contract.ONLINE}`, subscribes to `commands` (and `requests`), and then sends its backlog: events,
-then audit records, oldest first. Before a clean shutdown it publishes `{contract.STOPPED}`.
+publishes the retained `state` first, subscribes to `commands` and `receipts` (and `requests`), sends
+its backlog (events, then audit records, oldest first) and, once the broker has granted the
+subscriptions, publishes `{contract.ONLINE}`: a post is online only when a command can reach it.
+Before a clean shutdown it publishes `{contract.STOPPED}`.
 
 ## Ordering, deduplication and replay
 
 An event is stored on the post before it is sent, and leaves the post's outbox only when the
-broker has acknowledged it (PUBACK). After a broker outage, a network cut or a power cut every
-event not acknowledged is sent again, so delivery is at least once: a centre must drop copies by
-the event's `id` (a UUID, the same on every copy). Events are published in the order they were
-stored.
+centre's signed `receipts` message says the centre has recorded it: the broker's PUBACK is flow
+control, not delivery (a broker that dies after its PUBACK loses what it held). Every event not
+confirmed is sent again, in order, on every connection and whenever no receipt has made progress
+for `uplink.confirm_timeout_s` (doubling to `uplink.confirm_timeout_max_s`), so delivery is at least
+once: a centre must drop copies by the event's `id` (a UUID, the same on every copy), and confirm
+copies too. Events are published in the order they were stored. The `state` says how many events
+are unconfirmed and how long the oldest has waited; one that waits longer than
+`uplink.confirm_trouble_s` raises Contact ID 354 (failure to communicate an event), restored once
+the centre confirms again.
 
 `n` is the post's event number: +1 per event, per event store (`store`, a UUID). When the store
 changes (a new SD card), `store` changes and `n` starts again at 1. The retained `state` says the
-newest `n` (`events.last_n`): a centre that has less, or sees a gap in `n`, sends the signed
+newest `n` (`events.last_n`): a centre that has less, or sees a gap in `n`, may send the signed
 command `replay` with `args: {{from: <first missing n>, count: <how many>}}`, and the post sends
 those events again with `replayed: true`. Audit records have their own `id`, `n` and `store`, and
 are delivered the same way.
@@ -212,7 +225,13 @@ def _examples() -> dict[str, list[dict[str, Any]]]:
         "link": "up",
         "board": {"name": "post-1", "boot": 7, "seq": 1289},
         "versions": {"api": contract.API, "daemon": "0.1.0", "firmware": "0.1.0", "protocol": 1},
-        "events": {"store": EXAMPLE_STORE, "last_n": 412, "backlog": 0},
+        "events": {
+            "store": EXAMPLE_STORE,
+            "last_n": 412,
+            "unconfirmed": 1,
+            "oldest_unconfirmed_s": 0.8,
+            "trouble": False,
+        },
         "updated_at": at,
     }
     health = {
@@ -229,6 +248,9 @@ def _examples() -> dict[str, list[dict[str, Any]]]:
         "load_1m": 0.12,
     }
     result = {"command": "acknowledge", "status": "ok", "detail": "acknowledge carried out", "at": at}
+    receipt = {"store": EXAMPLE_STORE, "events": [[401, 410], [412, 412]], "audit": [[57, 57]], "at": at}
+    receipt_payload = contract.encode("receipts", receipt)
+    receipt_headers = auth.sign(EXAMPLE_KEY, topics.receipts, receipt_payload, now=EXAMPLE_TIME, nonce=EXAMPLE_NONCE)
     command = {"command": "acknowledge", "operator": "desk-3"}
     replay = {"command": "replay", "args": {"from": 400, "count": 13}, "operator": "centre"}
 
@@ -274,6 +296,15 @@ def _examples() -> dict[str, list[dict[str, Any]]]:
         "audit": [{"name": "acknowledged", "payload": audit}],
         "health": [{"name": "healthy", "payload": health}],
         "commands": [signed("acknowledge", command), signed("replay", replay)],
+        "receipts": [
+            {
+                "name": "recorded",
+                "summary": f"Signed for {topics.receipts} with the all-zero test key; event 411 has not arrived"
+                f" (the centre may ask for a replay). The signed payload is exactly {receipt_payload.decode()}",
+                "headers": receipt_headers,
+                "payload": receipt,
+            }
+        ],
         "requests": [{"name": value, "payload": value} for value in enum["requests"]],
         "snapshots": [picture("alarm", 3)],
         "stream": [picture("live", 1)],

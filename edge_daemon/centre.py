@@ -6,10 +6,17 @@ worked example for a centre's own software.  It subscribes to every post
 published while it is away wait for it at the broker.
 
 Exactly once after dedup: an event is new when its ``id`` has not been seen.
+Every event and audit record, new or a copy, is written to the centre's durable
+record (:mod:`edge_daemon.centre_record`, one commit per batch) and only then
+confirmed to its post with a signed ``receipts`` message: the kiss-off that takes
+it out of the post's outbox.  A post sends again what the centre has not
+confirmed, so a receipt lost on the way costs a copy, never an event.
+
 The centre also follows each post's event number ``n``: a gap (an event the
 broker lost, say in a crash between its PUBACK and the delivery) or a ``state``
-whose ``last_n`` is ahead of what arrived makes it ask the post to ``replay``
-the missing numbers, so nothing the post stored is missed.
+whose ``last_n`` stays ahead of what arrived makes it ask the post to ``replay``
+the missing numbers, again every ``replay_every_s`` while the gap stays open;
+the post's own resending covers the rest.
 
 Commands are signed with the post's key (:mod:`edge_daemon.auth`) and sent as
 MQTT 5 requests: the response topic is the post's ``results`` and the
@@ -43,7 +50,7 @@ import sys
 import threading
 import time
 import uuid
-from collections import OrderedDict
+from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,8 +61,10 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from edge_daemon import auth, contract
+from edge_daemon.centre_record import CentreRecord, Report
 from edge_daemon.contract import ContractError, Topics
 from edge_daemon.uplink import send_at_once
 from edge_daemon.viewer import Picture, Viewer
@@ -64,7 +73,7 @@ log = logging.getLogger("edge_daemon.centre")
 
 PostId = tuple[str, str]  # (site, post)
 PICTURE_CHANNELS = ("snapshots", "stream")
-OWN_CHANNELS = ("commands", "content")  # what the centre itself sends: not taken as news from a post
+OWN_CHANNELS = ("commands", "content", "receipts")  # what the centre itself sends: not taken as news from a post
 
 
 @dataclass
@@ -86,7 +95,23 @@ class PostTrack:
     store: str
     next_n: int  # every event below this number has arrived
     above: set[int] = field(default_factory=set)  # arrived after a gap
+    told_last: int = 0  # the newest n the post's state has told of
     asked_at: float = 0.0
+    gap_since: float | None = None  # when the centre first saw it miss something
+
+    def arrived(self, n: int) -> None:
+        if n == self.next_n:
+            self.next_n += 1
+            while self.next_n in self.above:
+                self.above.discard(self.next_n)
+                self.next_n += 1
+        elif n > self.next_n:
+            self.above.add(n)
+
+    def missing(self) -> int:
+        """How many numbers from ``next_n`` on to ask for (0: nothing is missing)."""
+        last = max(max(self.above, default=0), self.told_last)
+        return max(0, last - self.next_n + 1)
 
 
 class CentreError(RuntimeError):
@@ -97,7 +122,9 @@ class Centre:
     """A centre's connection to the broker; see the module docstring."""
 
     replay_every_s = 2.0  # ask again for a gap still open after this long
+    tail_grace_s = 1.0  # a state may tell of events still on their way: ask only if they stay missing this long
     session_expiry_s = 86400  # the broker keeps the centre's queue this long while it is away
+    receipt_batch = 500  # reports recorded in one commit, at most
 
     def __init__(
         self,
@@ -113,7 +140,11 @@ class Centre:
         client_id: str | None = None,
         clean: bool = False,
         pictures: Path | None = None,
+        record: str | Path | None = None,
     ) -> None:
+        """``record`` is the SQLite file of the centre's durable record: only a centre with one sends
+        receipts, for what is in it.  Without one (a command-line tool, a dashboard) it confirms
+        nothing, so the posts keep every event until a recording centre has it."""
         self.host, self.port = host, port
         self._keys = keys
         self.received: list[Message] = []  # new events and everything else, in arrival order
@@ -124,8 +155,12 @@ class Centre:
         self.states: dict[PostId, dict[str, Any]] = {}
         self.availability: dict[PostId, str] = {}
         self.replays_asked = 0
+        self.receipts_sent = 0
         self.viewer = Viewer(pictures)  # whole pictures arrive as Messages whose payload is a Picture
-        self._seen: set[str] = set()
+        self.record = CentreRecord(record) if record is not None else None
+        self._seen: set[str] = self.record.ids() if self.record is not None else set()
+        self._to_record: queue.Queue[Report | None] = queue.Queue()
+        self._recorder: threading.Thread | None = None
         self._tracks: dict[PostId, PostTrack] = {}
         self._results: dict[bytes, queue.Queue[dict[str, Any]]] = {}
         self._lock = threading.RLock()  # replay requests are sent while a message is handled
@@ -157,6 +192,8 @@ class Centre:
         properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         properties.SessionExpiryInterval = 0 if self.clean else self.session_expiry_s
         self.client.connect_async(self.host, self.port, keepalive=10, clean_start=self.clean, properties=properties)
+        self._recorder = threading.Thread(target=self._record_loop, name="centre-record", daemon=True)
+        self._recorder.start()  # without a record it only chases gaps
         self.client.loop_start()
         if not self._connected.wait(timeout):
             self.close()
@@ -164,8 +201,15 @@ class Centre:
         return self
 
     def close(self) -> None:
+        """Record and confirm what has arrived, then disconnect."""
+        if self._recorder is not None:
+            self._to_record.put(None)
+            self._recorder.join(10)
+            self._recorder = None
         self.client.disconnect()
         self.client.loop_stop()
+        if self.record is not None:
+            self.record.close()
 
     def __enter__(self) -> Centre:
         return self.connect()
@@ -178,7 +222,8 @@ class Centre:
             self._refused = f"the broker refused the centre: {reason}"
             return
         self.max_packet_size = getattr(props, "MaximumPacketSize", None)
-        client.subscribe(contract.centre_filter(), qos=1)
+        # no_local: the centre's own commands, content and receipts are not sent back to it
+        client.subscribe(contract.centre_filter(), options=SubscribeOptions(qos=1, noLocal=True))
         self._connected.set()
 
     def _on_disconnect(self, client: mqtt.Client, _: Any, flags: Any, reason: ReasonCode, props: Any) -> None:
@@ -210,11 +255,17 @@ class Centre:
         except ContractError as exc:
             self.invalid.append(f"{message.topic}: {exc}")
             log.error("message breaks the contract", extra={"topic": message.topic, "error": str(exc)})
+            self._record_as_it_is(channel, site, post, bytes(message.payload))
             return
         got = Message(site, post, channel, payload, time.monotonic(), bool(message.retain))
         with self._lock:
+            if channel in contract.OUTBOX_KINDS and self.record is not None:
+                self._to_record.put((channel, site, post, payload))  # recorded, then confirmed, copy or not
             if channel == "events":
                 if not self._new_event(got):
+                    return
+            elif channel == "audit":
+                if not self._first_copy(payload["id"]):
                     return
             elif channel == "results":
                 correlation = getattr(message.properties, "CorrelationData", None)
@@ -241,48 +292,147 @@ class Centre:
             self.received.append(got)
             self._arrived.notify_all()
 
-    def _new_event(self, got: Message) -> bool:
-        """Record an event; False for a copy already seen.  Asks for a replay of any gap."""
-        event = got.payload
-        if event["id"] in self._seen:
+    def _record_as_it_is(self, channel: str, site: str, post: str, payload: bytes) -> None:
+        """An event that breaks the contract is still an event: recorded as it came and confirmed, so the
+        post does not send it for ever (it is in :attr:`invalid` for a person to look at)."""
+        if channel not in contract.OUTBOX_KINDS or self.record is None:
+            return
+        try:
+            value = json.loads(payload)
+        except ValueError:
+            return
+        if (
+            isinstance(value, dict)
+            and isinstance(value.get("id"), str)
+            and isinstance(value.get("store"), str)
+            and isinstance(value.get("n"), int)
+            and value["n"] >= 1
+        ):
+            self._to_record.put((channel, site, post, value))
+
+    def _first_copy(self, uid: str) -> bool:
+        """True for an id not seen before; a copy is counted in :attr:`duplicates`."""
+        if uid in self._seen:
             self.duplicates += 1
             with self._arrived:
                 self._arrived.notify_all()  # for wait_until on the counts
             return False
-        self._seen.add(event["id"])
-        self.events.append(got)
+        self._seen.add(uid)
+        return True
+
+    def _new_event(self, got: Message) -> bool:
+        """Follow the post's numbers; False for a copy already seen.  Asks at once for a replay of a gap."""
+        event = got.payload
         key = (got.site, got.post)
         track = self._tracks.get(key)
         if track is None or track.store != event["store"]:
             track = self._tracks[key] = PostTrack(event["store"], event["n"])
-        n = event["n"]
-        if n == track.next_n:
-            track.next_n += 1
-            while track.next_n in track.above:
-                track.above.discard(track.next_n)
-                track.next_n += 1
-        elif n > track.next_n:
-            track.above.add(n)
-            self._ask_replay(key, track, min(track.above) - track.next_n)
+        gaps_before = bool(track.above)
+        track.arrived(event["n"])
+        if not self._first_copy(event["id"]):
+            return False
+        self.events.append(got)
+        if track.above and not gaps_before:  # a new gap: ask now (a still open one is chased later)
+            track.gap_since = time.monotonic()
+            self._ask_replay(key, track)
         return True
 
     def _check_tail(self, key: PostId, counts: dict[str, Any]) -> None:
+        """A state tells the post's newest number: what is below it and never arrives is asked for."""
         track = self._tracks.get(key)
-        first_unsent = counts["last_n"] - counts["backlog"] + 1
         if track is None or track.store != counts["store"]:
-            self._tracks[key] = PostTrack(counts["store"], first_unsent)
-            return
-        if track.next_n < first_unsent:  # sent by the post, but never arrived here
-            self._ask_replay(key, track, first_unsent - track.next_n)
+            # What the post has had confirmed is in a centre's record: start after it.
+            first_unconfirmed = counts["last_n"] - counts["unconfirmed"] + 1
+            track = self._tracks[key] = PostTrack(counts["store"], first_unconfirmed)
+        track.told_last = max(track.told_last, counts["last_n"])
 
-    def _ask_replay(self, key: PostId, track: PostTrack, count: int) -> None:
+    def _chase_gaps(self) -> None:
+        """Ask again for what is still missing (a replay request or its answer can be lost too)."""
         now = time.monotonic()
-        if now - track.asked_at < self.replay_every_s or self._key_for(*key) is None:
+        with self._lock:
+            for key, track in self._tracks.items():
+                if not track.missing():
+                    track.gap_since = None
+                    continue
+                if track.gap_since is None:
+                    track.gap_since = now
+                if now - track.gap_since >= self.tail_grace_s:
+                    self._ask_replay(key, track)
+
+    def _ask_replay(self, key: PostId, track: PostTrack) -> None:
+        now = time.monotonic()
+        count = track.missing()
+        if not count or now - track.asked_at < self.replay_every_s or self._key_for(*key) is None:
             return
+        if not self.client.is_connected():
+            return  # asked again by the next chase
         track.asked_at = now
         self.replays_asked += 1
         log.warning("asking a post to replay missing events", extra={"post": "/".join(key), "from": track.next_n})
         self.send(key[0], key[1], "replay", {"from": track.next_n, "count": min(count, 1000)}, wait=False)
+
+    # -- the durable record and receipts -------------------------------------------------------
+
+    def _record_loop(self) -> None:
+        """Record what arrives in batches (one commit each), confirm each batch to its posts, chase gaps."""
+        stopping = False
+        while not stopping:
+            try:
+                first = self._to_record.get(timeout=self.tail_grace_s / 2)
+            except queue.Empty:
+                self._chase_gaps()
+                continue
+            batch: list[Report] = []
+            item: Report | None = first
+            while True:
+                if item is None:
+                    stopping = True
+                else:
+                    batch.append(item)
+                if len(batch) >= self.receipt_batch:
+                    break
+                try:
+                    item = self._to_record.get_nowait()
+                except queue.Empty:
+                    break
+            try:
+                assert self.record is not None  # nothing is queued without one
+                self.record.add(batch)
+            except Exception:  # a full disk, say: confirm nothing, so the posts keep it and send it again
+                log.exception("the centre's record failed: nothing confirmed")
+                continue
+            self._send_receipts(batch)
+            self._chase_gaps()
+
+    def _send_receipts(self, batch: list[Report]) -> None:
+        numbers: dict[tuple[str, str, str], dict[str, set[int]]] = defaultdict(
+            lambda: {kind: set() for kind in contract.OUTBOX_KINDS}
+        )
+        for kind, site, post, payload in batch:
+            numbers[(site, post, payload["store"])][kind].add(payload["n"])
+        for (site, post, store), kinds in numbers.items():
+            key = self._key_for(site, post)
+            if key is None:
+                log.error("no key to sign a receipt with: the post keeps its events", extra={"post": f"{site}/{post}"})
+                continue
+            events, audit = contract.number_ranges(kinds["events"]), contract.number_ranges(kinds["audit"])
+            step = contract.RECEIPT_MAX_RANGES
+            for start in range(0, max(len(events), len(audit)), step):
+                receipt = {
+                    "store": store,
+                    "events": events[start : start + step],
+                    "audit": audit[start : start + step],
+                    "at": contract.iso_time(time.time()),
+                }
+                self._publish_receipt(Topics(site, post), key, contract.encode("receipts", receipt))
+
+    def _publish_receipt(self, topics: Topics, key: bytes, payload: bytes) -> None:
+        properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+        properties.ContentType = "application/json"
+        properties.UserProperty = list(auth.sign(key, topics.receipts, payload).items())
+        if self.client.is_connected():  # otherwise the post sends it again and is confirmed then
+            self.client.publish(topics.receipts, payload, qos=1, properties=properties)
+            self.receipts_sent += 1
 
     def wait_for(self, test: Callable[[Message], bool], timeout: float = 10.0, since: int | None = None) -> Message:
         """The first message for which ``test`` is true, from index ``since`` of :attr:`received`
@@ -463,7 +613,8 @@ def _describe(message: Message) -> str:
         return f"EVENT {where} #{p['n']} {p['contact_id']} {p['text']} (board boot {p['boot']} seq {p['seq']})"
     if message.channel == "state":
         return (
-            f"STATE {where} alarm={p['alarm']} link={p['link']} faults={p['faults']} backlog={p['events']['backlog']}"
+            f"STATE {where} alarm={p['alarm']} link={p['link']} faults={p['faults']}"
+            f" unconfirmed={p['events']['unconfirmed']}"
         )
     if message.channel == "availability":
         return f"AVAIL {where} {p}"
@@ -554,6 +705,13 @@ def _parser() -> argparse.ArgumentParser:
     watch.add_argument("--count", type=int, help="stop after this many events")
     watch.add_argument(
         "--save", type=Path, metavar="FOLDER", help="save pictures: FOLDER/SITE/POST/*.jpg, stream.mjpeg"
+    )
+    watch.add_argument(
+        "--record",
+        type=Path,
+        metavar="FILE",
+        help="the centre's durable record (SQLite); with it, watch confirms what it recorded to each post"
+        " (a receipt takes the events out of the post's outbox); without it, watch confirms nothing",
     )
     for word in COMMAND_WORDS:
         command = sub.add_parser(word, help=f"send {COMMAND_WORDS[word]} to a post and print its result")
@@ -648,6 +806,7 @@ def main(argv: list[str] | None = None) -> int:
         client_id=args.client_id or (f"alarmpost-centre-watch-{args.username or 'anonymous'}" if watching else None),
         clean=not watching,
         pictures=getattr(args, "save", None),
+        record=getattr(args, "record", None),
     )
     try:
         centre.connect(args.timeout)

@@ -140,6 +140,9 @@ class UplinkConfig:
     reconnect_min_s: float = 0.5
     reconnect_max_s: float = 30.0
     window: int = 32
+    confirm_timeout_s: float = 5.0
+    confirm_timeout_max_s: float = 60.0
+    confirm_trouble_s: float = 60.0
     health_s: float = 60.0
     homeassistant: bool = False
     discovery_prefix: str = "homeassistant"
@@ -331,6 +334,9 @@ SECTIONS: dict[str, tuple[type[Any], dict[str, Check]]] = {
             "reconnect_min_s": _number(0.1, 60.0),
             "reconnect_max_s": _number(1.0, 3600.0),
             "window": _integer(1, 1000),
+            "confirm_timeout_s": _number(0.5, 600.0),
+            "confirm_timeout_max_s": _number(0.5, 3600.0),
+            "confirm_trouble_s": _number(5.0, 86400.0),
             "health_s": _number(1.0, 3600.0),
             "homeassistant": _boolean,
             "discovery_prefix": _board_name,
@@ -420,6 +426,11 @@ def _uplink_checks(uplink: UplinkConfig, errors: list[str]) -> None:
     """The uplink's files must be there and usable before the daemon starts, not at the first alarm."""
     from edge_daemon.auth import KeyFileError, load_key
 
+    if uplink.confirm_timeout_s > uplink.confirm_timeout_max_s:
+        errors.append(
+            f"uplink.confirm_timeout_max_s: must be at least uplink.confirm_timeout_s"
+            f" ({uplink.confirm_timeout_max_s:g} < {uplink.confirm_timeout_s:g})"
+        )
     if uplink.reconnect_min_s > uplink.reconnect_max_s:
         errors.append(
             f"uplink.reconnect_max_s: must be at least uplink.reconnect_min_s"

@@ -17,6 +17,7 @@ results        1        no        the answer to a command (MQTT 5 correlation da
 audit          1        no        every command received and its outcome
 health         0        no        metrics for the fleet's dashboards
 commands       1        no        centre → post, signed (HMAC-SHA256)
+receipts       1        no        centre → post, signed: the events and audit records it has recorded
 requests       1        no        unsigned ``status`` or ``self_test`` (Home Assistant)
 snapshots      1        no        alarm, pre-alarm and asked-for pictures (JPEG, in pieces)
 stream         0        no        the live stream's frames (JPEG, in pieces)
@@ -181,7 +182,16 @@ STATE_SCHEMA = _object(
             {
                 "store": _UUID,
                 "last_n": dict(_COUNT, description="the newest event's n: a centre that has less asks for a replay"),
-                "backlog": dict(_COUNT, description="events not yet delivered to the broker"),
+                "unconfirmed": dict(_COUNT, description="events the centre has not yet confirmed (receipts)"),
+                "oldest_unconfirmed_s": {
+                    "type": ["number", "null"],
+                    "minimum": 0,
+                    "description": "how long the oldest unconfirmed event has waited; null when none waits",
+                },
+                "trouble": {
+                    "type": "boolean",
+                    "description": "an event has waited longer than uplink.confirm_trouble_s (Contact ID 354)",
+                },
             }
         ),
         "updated_at": _TIME,
@@ -246,6 +256,24 @@ RESULT_SCHEMA = _object(
         "at": _TIME,
     },
     {"data": {"description": "what the command returned (status JSON, replay counts...)"}},
+)
+
+OUTBOX_KINDS = ("events", "audit")  # what a receipt confirms, each by its own numbers n
+RECEIPT_MAX_RANGES = 256
+_RANGES = {
+    "type": "array",
+    "maxItems": RECEIPT_MAX_RANGES,
+    "items": {"type": "array", "minItems": 2, "maxItems": 2, "items": {"type": "integer", "minimum": 1}},
+    "description": "[first, last] ranges of n, first <= last, each number recorded by the centre",
+}
+
+RECEIPT_SCHEMA = _object(
+    {
+        "store": dict(_UUID, description="the post's event store the numbers belong to"),
+        "events": dict(_RANGES, description="event numbers n the centre has durably recorded: [first, last] ranges"),
+        "audit": dict(_RANGES, description="audit record numbers n the centre has durably recorded"),
+        "at": _TIME,
+    }
 )
 
 AUDIT_SCHEMA = _object(
@@ -468,6 +496,16 @@ CHANNELS: dict[str, Channel] = {
             "A signed command from the centre.",
             COMMAND_HEADERS_SCHEMA,
         ),
+        Channel(
+            "receipts",
+            "centre",
+            1,
+            False,
+            "application/json",
+            RECEIPT_SCHEMA,
+            "What the centre has durably recorded, signed: only this takes an event out of the post's outbox.",
+            COMMAND_HEADERS_SCHEMA,
+        ),
         Channel("requests", "homeassistant", 1, False, "text/plain", REQUEST_SCHEMA, "A status or self-test request."),
         Channel(
             "snapshots",
@@ -533,6 +571,7 @@ class Topics:
         self.audit = self.of("audit")
         self.health = self.of("health")
         self.commands = self.of("commands")
+        self.receipts = self.of("receipts")
         self.requests = self.of("requests")
         self.snapshots = self.of("snapshots")
         self.stream = self.of("stream")
@@ -635,6 +674,31 @@ def iso_time(unix: float) -> str:
     '2027-01-15T08:00:00.250Z'
     """
     return datetime.fromtimestamp(unix, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def number_ranges(numbers: Any) -> list[list[int]]:
+    """Numbers as sorted ``[first, last]`` ranges, as receipts carry them.
+
+    >>> number_ranges({7, 1, 2, 3, 5})
+    [[1, 3], [5, 5], [7, 7]]
+    """
+    ranges: list[list[int]] = []
+    for n in sorted(set(numbers)):
+        if ranges and ranges[-1][1] == n - 1:
+            ranges[-1][1] = n
+        else:
+            ranges.append([n, n])
+    return ranges
+
+
+def receipt_ranges(receipt: dict[str, Any], kind: str) -> list[tuple[int, int]]:
+    """The ``[first, last]`` ranges of a decoded receipt's ``kind`` (events or audit); ContractError
+    when a range runs backwards."""
+    ranges = [(int(first), int(last)) for first, last in receipt[kind]]
+    for first, last in ranges:
+        if first > last:
+            raise ContractError(f"receipts: {kind}: range [{first}, {last}] runs backwards")
+    return ranges
 
 
 def check_headers(headers: dict[str, str]) -> str | None:

@@ -79,10 +79,10 @@ class Discovery:
                 "value_template": "{{ value_json.faults if value_json.faults is not none else 'unknown' }}",
                 "entity_category": "diagnostic",
             },
-            "backlog": {
+            "unconfirmed": {
                 "p": "sensor",
-                "name": "Events waiting",
-                "value_template": "{{ value_json.events.backlog }}",
+                "name": "Events not yet confirmed by the centre",
+                "value_template": "{{ value_json.events.unconfirmed }}",
                 "entity_category": "diagnostic",
             },
             "self_test": {"p": "button", "name": "Self-test", "command_topic": requests, "payload_press": "self_test"},

@@ -78,10 +78,12 @@ class Daemon:
         settings = config.uplink
         topics = Topics(settings.site, config.board.name)
         password = Path(settings.password_file).read_text().strip() if settings.password_file else None
+        key = load_key(settings.command_key_file)
         self.uplink = Uplink(
-            settings, topics, self.store, self.post_state, password, lambda: asdict(self.link.counters)
+            settings, topics, self.store, self.post_state, password, lambda: asdict(self.link.counters), key=key
         )
-        self.desk = CommandDesk(load_key(settings.command_key_file), self.store, self.link, topics)
+        self.uplink.on_trouble = self._confirm_trouble
+        self.desk = CommandDesk(key, self.store, self.link, topics)
         self.desk.local["replay"] = self._replay
         self.uplink.on_command = self.desk.handle
         if config.camera.enabled:
@@ -129,6 +131,10 @@ class Daemon:
             self.video = None
             return
         link.start()
+
+    def _confirm_trouble(self, active: bool) -> None:
+        """Events wait too long for the centre's receipt: Contact ID 354, kept in the outbox like any event."""
+        self.link.own_event(ev.EVENT_NOT_SENT, ev.NEW if active else ev.RESTORE, ev.ZONE_UPLINK)
 
     def _event_stored(self, event: ev.Event, source: str) -> None:
         """A press (or the alarm line) starts the pictures and turns the dome camera; a reset ends the stream."""
@@ -200,7 +206,11 @@ class Daemon:
             alarm = "alarm" if line else "unknown"  # the hard-wired line still tells a latched alarm
             outputs = {"siren": None, "strobe": None, "testing": None}
         info = link.info
-        backlog, _ = self.store.backlog()
+        if self.uplink is not None:
+            unconfirmed, oldest_s = self.uplink.outbox_age()
+            trouble = self.uplink.trouble
+        else:
+            (unconfirmed, _), oldest_s, trouble = self.store.backlog(), None, False
         return {
             "alarm": alarm,
             "alarm_line": line,
@@ -218,7 +228,13 @@ class Daemon:
                 "firmware": info.firmware if info else None,
                 "protocol": codec.VERSION,
             },
-            "events": {"store": self.store.store_id, "last_n": self.store.last_id(), "backlog": backlog},
+            "events": {
+                "store": self.store.store_id,
+                "last_n": self.store.last_id(),
+                "unconfirmed": unconfirmed,
+                "oldest_unconfirmed_s": oldest_s,
+                "trouble": trouble,
+            },
             "updated_at": contract.iso_time(time.time()),
         }
 

@@ -7,8 +7,9 @@ lost ack, or when the link comes back and it replays its journal); the store kee
 per ``(board, source, boot, seq)`` and answers ``False`` to a repeat.
 
 Rows are also the outbox of the uplink to the monitoring centre: :meth:`EventStore.pending_uplink`
-gives the events not yet delivered, oldest first, and :meth:`EventStore.mark_uplinked` records
-the delivery.  A small key-value ``state`` table keeps what the daemon shows (link state, etc.).
+gives the events not yet delivered, oldest first, and :meth:`EventStore.confirm` records the
+delivery when the centre's receipt says it has recorded them (``uplinked_at`` is then set).
+A small key-value ``state`` table keeps what the daemon shows (link state, etc.).
 
 Event codes are not defined here; they live in ``alarmpost.events``.
 
@@ -316,7 +317,7 @@ class EventStore:
         return int(row[0]) if row[0] is not None else 0
 
     def backlog(self) -> tuple[int, float | None]:
-        """(events not yet delivered, when the oldest of them was stored, or None)."""
+        """(events the centre has not confirmed, when the oldest of them was stored, or None)."""
         row = self._db.execute("SELECT COUNT(*), MIN(received_at) FROM events WHERE uplinked_at IS NULL").fetchone()
         return int(row[0]), row[1]
 
@@ -325,10 +326,15 @@ class EventStore:
 
         Rows already marked keep their first delivery time.  All ids are marked in one commit.
         """
+        return self.confirm(((int(i), int(i)) for i in ids), table, at)
+
+    def confirm(self, ranges: Iterable[tuple[int, int]], table: str = "events", at: float | None = None) -> int:
+        """The centre has recorded the rows of ``table`` numbered ``first`` .. ``last`` for each range:
+        mark them delivered (at ``at``, default now), in one commit; how many were not marked before."""
         if table not in OUTBOXES:
             raise ValueError(f"table: {table!r} is not an outbox ({', '.join(OUTBOXES)})")
         when = time.time() if at is None else at
-        params = [(when, int(i)) for i in ids]
+        params = [(when, int(first), int(last)) for first, last in ranges]
         if not params:
             return 0
         changed = 0
@@ -336,7 +342,7 @@ class EventStore:
         try:
             for param in params:
                 changed += self._db.execute(
-                    f"UPDATE {table} SET uplinked_at = ? WHERE id = ? AND uplinked_at IS NULL", param
+                    f"UPDATE {table} SET uplinked_at = ? WHERE id BETWEEN ? AND ? AND uplinked_at IS NULL", param
                 ).rowcount
             self._db.execute("COMMIT")
         except BaseException:

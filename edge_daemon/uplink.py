@@ -1,11 +1,19 @@
 """The uplink to the monitoring centre: MQTT 5 over TLS, with the event store as a durable outbox.
 
 paho-mqtt's in-memory queue loses what a restart or power cut interrupts, so the
-store is the outbox: an event leaves it (``uplinked_at`` is set) only when the
-broker has acknowledged it (PUBACK with a success code).  After a broker outage,
-a network cut, a daemon crash or a power loss, every event not acknowledged is
-published again, oldest first; the centre drops the copies it already has by the
-event's ``id``.
+store is the outbox.  An event (or audit record) leaves it (``uplinked_at`` is set)
+only when the centre's signed **receipt** says the centre has recorded it: the
+alarm industry's kiss-off.  The broker's PUBACK is flow control only (``window``
+messages unacknowledged at a time): a broker that dies after its PUBACK and before
+delivering takes the message with it, and only the centre can say it arrived.
+
+Unconfirmed events are sent again, in order, oldest first, when no receipt has
+made progress for ``confirm_timeout_s`` (doubling up to ``confirm_timeout_max_s``),
+and on every new connection, so they survive broker outages, network cuts, daemon
+crashes and power loss; the centre drops the copies it already has by the event's
+``id`` and confirms them again.  An event unconfirmed for ``confirm_trouble_s``
+raises Contact ID 354 (failure to communicate an event), restored once the outbox
+is confirmed again.
 
 Each connection is a fresh paho client run by one network thread, with its own
 reconnect backoff (``reconnect_min_s`` doubling to ``reconnect_max_s``, ±20 %
@@ -13,9 +21,11 @@ jitter).  Every connection starts the same way, so the centre sees the newest
 state first and the backlog after it:
 
 1. the retained ``state`` (the post's alarm state now),
-2. the retained ``availability`` ``online`` (the Last Will says ``offline``),
-3. the subscription to the post's ``commands``,
-4. the backlog of events, then of audit records, in order, ``window`` at a time.
+2. the subscription to the post's ``commands`` and ``receipts``,
+3. the backlog of events, then of audit records, in order, ``window`` at a time,
+4. once the broker has granted the subscription (SUBACK), the retained
+   ``availability`` ``online`` (the Last Will says ``offline``): a post says it is
+   online only when a command sent to it can arrive.
 
 Everything touching the store runs in the daemon's asyncio loop; paho's thread
 only hands callbacks over with ``call_soon_threadsafe``, so the serial link is
@@ -23,7 +33,7 @@ never held up by a slow network, a TLS handshake or a dead broker.
 
 Example (inside the daemon's running loop)::
 
-    uplink = Uplink(config.uplink, Topics("school-12", "gate-north"), store, daemon.post_state)
+    uplink = Uplink(config.uplink, Topics("school-12", "gate-north"), store, daemon.post_state, key=command_key)
     uplink.start()
     uplink.tick()  # several times a second: state, health, outbox
 """
@@ -53,7 +63,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from alarmpost import eventnames
 from alarmpost import events as ev
-from edge_daemon import contract
+from edge_daemon import auth, contract
 from edge_daemon.config import UplinkConfig
 from edge_daemon.contract import Topics, iso_time
 from edge_daemon.store import AuditRecord, EventStore, StoredEvent
@@ -148,15 +158,20 @@ def audit_payload(record: AuditRecord, store_id: str) -> dict[str, Any]:
 class UplinkCounters:
     connects: int = 0
     connect_failures: int = 0
-    published: int = 0  # events and audit records acknowledged by the broker
+    published: int = 0  # events and audit records acknowledged by the broker (flow control only)
+    confirmed: int = 0  # events and audit records the centre's receipts confirmed
+    resent: int = 0  # times the unconfirmed outbox was sent again after confirm_timeout_s
     refused: int = 0  # PUBACKs with a failure reason code (e.g. not authorised)
     replayed: int = 0
+    bad_receipts: int = 0  # receipts refused: unsigned, forged, malformed or for another store
 
 
 class Uplink:
     """The MQTT connection of one post; see the module docstring for the order of things."""
 
     stop_timeout_s = 2.0  # wait this long for the broker to take ``stopped`` at shutdown
+    trouble_check_s = 1.0  # how often the age of the oldest unconfirmed event is looked at
+    resend_check_s = 0.25  # how often the outbox is looked at for rows the centre has not confirmed in time
     connect_timeout_s = 5.0
     state_min_interval_s = 1.0  # a state differing only in its event counts is sent at most this often
 
@@ -168,8 +183,11 @@ class Uplink:
         state_source: Callable[[], dict[str, Any]],
         password: str | None = None,
         link_counters: Callable[[], dict[str, int]] = dict,
+        key: bytes | None = None,
     ) -> None:
+        """``key`` is the post's command key: the centre's receipts are signed with it."""
         self.config = config
+        self.key = key
         self.topics = topics
         self.store = store
         self.state_source = state_source
@@ -180,6 +198,7 @@ class Uplink:
         self.counters = UplinkCounters()
         self.on_command: CommandHandler | None = None
         self.on_request: Callable[[bytes], Awaitable[dict[str, Any]]] | None = None  # unsigned, Home Assistant
+        self.on_trouble: Callable[[bool], None] | None = None  # Contact ID 354 raised (True) or restored
         self.extra_on_connect: list[Callable[[], None]] = []  # e.g. Home Assistant discovery
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -188,10 +207,14 @@ class Uplink:
         self._client: mqtt.Client | None = None  # the connected client, as the loop knows it
         self._inflight: dict[int, tuple[str, int]] = {}  # mid -> (outbox table, "replay" or "", row id)
         self._cursor = {"events": 0, "audit": 0}  # highest row id published on this connection
-        self._acked: dict[str, list[int]] = {"events": [], "audit": []}
         self._replay: tuple[int, int] | None = None  # event numbers still to send again, first and last
-        self._flush_scheduled = False
         self._waiting: dict[int, asyncio.Future[int]] = {}  # mid -> PUBACK reason code
+        self._subscribe_mid: int | None = None  # the SUBSCRIBE whose SUBACK lets the post say "online"
+        self._confirm_timeout = config.confirm_timeout_s  # doubles while no receipt makes progress
+        self._waiting_since = time.monotonic()  # when the oldest sent, unconfirmed row started its wait
+        self._next_trouble_check = 0.0
+        self._next_resend_check = 0.0
+        self.trouble = store.get_state("confirm_trouble") == "1"
         self._state_sent: dict[str, Any] | None = None
         self._state_sent_at = 0.0
         self._next_health = 0.0
@@ -288,9 +311,7 @@ class Uplink:
         self._call(self._message, client, message.topic, bytes(message.payload), pairs, correlation)
 
     def _on_subscribe(self, client: mqtt.Client, _: Any, mid: int, reasons: list[ReasonCode], props: Any) -> None:
-        for reason in reasons:
-            if reason.is_failure:
-                log.error("the broker refused the commands subscription", extra={"reason": str(reason)})
+        self._call(self._subscribed, client, mid, [reason.is_failure for reason in reasons], [str(r) for r in reasons])
 
     # -- the daemon's loop ---------------------------------------------------------------
 
@@ -299,17 +320,30 @@ class Uplink:
             return
         self._client = client
         self._inflight = {}
-        self._cursor = {"events": 0, "audit": 0}
+        self._cursor = {"events": 0, "audit": 0}  # a new connection sends every unconfirmed row again
+        self._confirm_timeout = self.config.confirm_timeout_s
+        self._waiting_since = time.monotonic()
         self.counters.connects += 1
         log.info("connected to the broker", extra={"host": self.config.host, "client_id": self.client_id})
         self._send_state(force=True)
-        self.publish("availability", contract.ONLINE)
-        client.subscribe(self.topics.commands, qos=1)
+        wanted = [(self.topics.commands, 1), (self.topics.receipts, 1)]
         if self.on_request is not None:
-            client.subscribe(self.topics.requests, qos=1)
+            wanted.append((self.topics.requests, 1))
+        _, self._subscribe_mid = client.subscribe(wanted)
         for extra in self.extra_on_connect:
             extra()
         self.pump()
+
+    def _subscribed(self, client: mqtt.Client, mid: int, failures: list[bool], reasons: list[str]) -> None:
+        """The SUBACK: only now can a command reach the post, so only now does it say ``online``."""
+        if client is not self._client or mid != self._subscribe_mid:
+            return
+        if any(failures):
+            # Without commands or receipts the centre can neither command the post nor confirm its
+            # events: it is not online, and its unconfirmed events will raise Contact ID 354.
+            log.error("the broker refused the post's subscriptions", extra={"reasons": ", ".join(reasons)})
+            return
+        self.publish("availability", contract.ONLINE)
 
     def _disconnected(self, client: mqtt.Client, reason: str) -> None:
         if client is not self._client:
@@ -405,26 +439,17 @@ class Uplink:
             )
             client.disconnect()  # nothing is skipped: the backlog is sent again after the backoff
             return
-        if table in self._acked:  # an event or an audit record (not a replayed copy)
-            self._acked[table].append(row)
-            if not self._flush_scheduled:
-                self._flush_scheduled = True
-                asyncio.get_running_loop().call_soon(self._flush_acked)
-        self.pump()
-
-    def _flush_acked(self) -> None:
-        """Mark what the broker acknowledged as delivered: one commit for all PUBACKs of a loop turn."""
-        self._flush_scheduled = False
-        for table, rows in self._acked.items():
-            if rows:
-                self.counters.published += self.store.mark_uplinked(rows, table=table)
-                self._acked[table] = []
-        self.pump()
+        if table:
+            self.counters.published += 1
+        self.pump()  # the broker took one: the window has room again (delivery is the centre's receipt)
 
     def _message(
         self, client: mqtt.Client, topic: str, payload: bytes, pairs: list[tuple[str, str]], correlation: Any
     ) -> None:
         if client is not self._client:
+            return
+        if topic == self.topics.receipts:
+            self._receipt(payload, dict(pairs))
             return
         if topic == self.topics.requests and self.on_request is not None:
             asyncio.get_running_loop().create_task(self._answer_request(payload))
@@ -435,6 +460,39 @@ class Uplink:
         if headers is not None and len(headers) != len(pairs):
             headers = {"malformed": "a user property appears twice"}
         asyncio.get_running_loop().create_task(self._answer(payload, headers, correlation))
+
+    def _receipt(self, payload: bytes, headers: dict[str, str]) -> None:
+        """The centre has recorded these rows: take them out of the outbox (one commit)."""
+        problem = self._receipt_problem(payload, headers)
+        if problem is not None:
+            self.counters.bad_receipts += 1
+            log.error("receipt refused: nothing confirmed", extra={"error": problem})
+            return
+        receipt = contract.decode("receipts", payload)
+        confirmed = 0
+        for table in contract.OUTBOX_KINDS:
+            confirmed += self.store.confirm(contract.receipt_ranges(receipt, table), table=table)
+        if confirmed:
+            self.counters.confirmed += confirmed
+            self._confirm_timeout = self.config.confirm_timeout_s
+            self._waiting_since = time.monotonic()
+        self.pump()
+
+    def _receipt_problem(self, payload: bytes, headers: dict[str, str]) -> str | None:
+        if self.key is None:
+            return "the post has no command key to check the centre's signature with"
+        verdict, detail = auth.verify(self.key, self.topics.receipts, payload, headers, window_s=float("inf"))
+        if verdict != "valid":
+            return f"{verdict}: {detail}"
+        try:
+            receipt = contract.decode("receipts", payload)
+            for table in contract.OUTBOX_KINDS:
+                contract.receipt_ranges(receipt, table)
+        except contract.ContractError as exc:
+            return str(exc)
+        if receipt["store"] != self.store.store_id:
+            return f"for store {receipt['store']}, not this post's {self.store.store_id}"
+        return None
 
     async def _answer(self, payload: bytes, headers: dict[str, str] | None, correlation: Any) -> None:
         assert self.on_command is not None
@@ -451,8 +509,10 @@ class Uplink:
 
     def _send_state(self, force: bool = False) -> None:
         state = self.state_source()
-        changed = self._state_sent is None or _without(state, "updated_at", "events") != _without(
-            self._state_sent, "updated_at", "events"
+        changed = (
+            self._state_sent is None
+            or _without(state, "updated_at", "events") != _without(self._state_sent, "updated_at", "events")
+            or state["events"].get("trouble") != self._state_sent["events"].get("trouble")
         )
         counts_changed = self._state_sent is not None and state["events"] != self._state_sent["events"]
         due = time.monotonic() - self._state_sent_at >= self.state_min_interval_s
@@ -464,14 +524,74 @@ class Uplink:
 
     def tick(self) -> None:
         """Call several times a second: sends a changed state, due health reports and the outbox."""
+        now = time.monotonic()
+        if now >= self._next_trouble_check:
+            self._next_trouble_check = now + self.trouble_check_s
+            self._check_trouble()
         if self._client is None:
             return
+        self._resend_if_unconfirmed(now)
         self._send_state()
         now = time.monotonic()
         if now >= self._next_health:
             self._next_health = now + self.config.health_s
             self.publish("health", self.health())
         self.pump()
+
+    def _sent_and_unconfirmed(self) -> list[str]:
+        """The outboxes whose oldest unconfirmed row was sent on this connection."""
+        waiting = []
+        for table, pending in (("events", self.store.pending_uplink), ("audit", self.store.pending_audit)):
+            oldest = pending(1)
+            if oldest and oldest[0].id <= self._cursor[table]:
+                waiting.append(table)
+        return waiting
+
+    def _resend_if_unconfirmed(self, now: float) -> None:
+        """No receipt has made progress for the confirm timeout: send every unconfirmed row again, in order."""
+        if now < self._next_resend_check:
+            return
+        self._next_resend_check = now + self.resend_check_s
+        sent = self._sent_and_unconfirmed()
+        if not sent:
+            self._waiting_since = now  # nothing sent waits for the centre: the clock starts at the next send
+            return
+        if now - self._waiting_since < self._confirm_timeout:
+            return
+        self._waiting_since = now
+        log.warning(
+            "the centre has not confirmed what was sent: sending it again",
+            extra={"tables": ",".join(sent), "waited_s": self._confirm_timeout},
+        )
+        self.counters.resent += 1
+        for table in sent:
+            self._cursor[table] = 0
+        self._confirm_timeout = min(2 * self._confirm_timeout, self.config.confirm_timeout_max_s)
+        self.pump()
+
+    def outbox_age(self) -> tuple[int, float | None]:
+        """(events the centre has not confirmed, seconds the oldest of them has waited, or None)."""
+        count, oldest = self.store.backlog()
+        return count, None if oldest is None else round(max(0.0, time.time() - oldest), 3)
+
+    def _check_trouble(self) -> None:
+        """Contact ID 354 while an event waits longer than ``confirm_trouble_s``; restored once none waits
+        longer than ``confirm_timeout_s`` (what is still on its way does not keep the trouble open)."""
+        _, age = self.outbox_age()
+        if not self.trouble and age is not None and age > self.config.confirm_trouble_s:
+            self._set_trouble(True, age)
+        elif self.trouble and (age is None or age <= self.config.confirm_timeout_s):
+            self._set_trouble(False, age)
+
+    def _set_trouble(self, active: bool, age: float | None) -> None:
+        self.trouble = active
+        self.store.set_state("confirm_trouble", "1" if active else "0")
+        if active:
+            log.error("events wait for the centre's confirmation too long", extra={"oldest_s": age})
+        else:
+            log.warning("the centre confirms events again")
+        if self.on_trouble is not None:
+            self.on_trouble(active)
 
     def health(self) -> dict[str, Any]:
         backlog, oldest = self.store.backlog()

@@ -468,7 +468,7 @@ class Pi:
         return "up" if daemon.link.up else "down"
 
     def uplink_text(self) -> str:
-        """The daemon's uplink and its outbox (events the broker has not yet acknowledged)."""
+        """The daemon's uplink and its outbox (events the centre has not yet confirmed)."""
         daemon = self.daemon
         if daemon is None or daemon.uplink is None or self._reader is None:
             return "-"

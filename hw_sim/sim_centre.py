@@ -189,6 +189,7 @@ class SimCentre:
             tls=False,
             clean=True,
             pictures=self.pictures,
+            record=self.broker.folder / "centre-record.db",  # the centre records, then confirms to the post
         )
         centre.client.reconnect_delay_set(1, 2)  # back soon after the m key starts the broker again
         self.centre, self.post = centre.connect(), post
@@ -375,7 +376,7 @@ def _state_row(centre: SimCentre, uplink: str) -> Row:
         ("alert" if alarm in LATCHED else "", f"{alarm.upper():<13}"),
         ("alert" if state["link"] != "up" else "", f"link {state['link']:<8}"),
         ("", f"siren {_output(outputs['siren']):<4} strobe {_output(outputs['strobe']):<4}"),
-        ("", f"backlog {state['events']['backlog']:<4}  Pi's uplink: {uplink}"),
+        ("", f"unconfirmed {state['events']['unconfirmed']:<4}  Pi's uplink: {uplink}"),
     ]
 
 

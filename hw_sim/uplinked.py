@@ -16,6 +16,7 @@ Example::
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from pathlib import Path
 from typing import Any
@@ -76,16 +77,19 @@ class UplinkedPost:
         self.pi.start()
 
     def centre(self, host: str | None = None, port: int | None = None, **options: Any) -> Centre:
-        """A connected centre holding this post's key (closed by :meth:`stop`)."""
+        """A connected centre holding this post's key, recording (and so confirming) in its own file
+        unless ``record=None`` is given (closed by :meth:`stop`)."""
         options.setdefault("username", None)
         options.setdefault("tls", False)
+        options.setdefault("record", self.folder / f"centre{len(self.centres) + 1}.db")
         centre = Centre(host or self.host, port or self.port, keys={(self.site, self.post): self.key}, **options)
         centre.connect()
         self.centres.append(centre)
         return centre
 
-    def wait_online(self, centre: Centre, timeout: float = 20.0) -> Message:
-        return centre.wait_for(lambda m: m.channel == "availability" and m.payload == "online", timeout)
+    def wait_online(self, centre: Centre, timeout: float = 20.0) -> None:
+        """Wait until the centre knows the post ``online`` (a retained ``online`` that came first counts)."""
+        centre.wait_until(lambda: centre.availability.get((self.site, self.post)) == "online", timeout)
 
     def stop(self) -> None:
         for centre in self.centres:
@@ -116,6 +120,29 @@ class UplinkedPost:
                 centre.wait_for(lambda m: m.channel == "events", min(1.0, max(0.01, deadline - time.monotonic())))
             except Exception:  # no event in the last second: look again (a replay may be on its way)
                 pass
+
+    def unconfirmed_seqs(self) -> list[int]:
+        """The board's sequence numbers of events in the post's store that the centre has not confirmed."""
+        with sqlite3.connect(f"file:{self.pi.db}?mode=ro", uri=True, timeout=5) as db:
+            rows = db.execute("SELECT seq FROM events WHERE source = 'board' AND uplinked_at IS NULL ORDER BY seq")
+            return [row[0] for row in rows]
+
+    def confirmed_at(self) -> dict[int, float]:
+        """When the centre's receipt reached the post (unix time), by the board's sequence number."""
+        with sqlite3.connect(f"file:{self.pi.db}?mode=ro", uri=True, timeout=5) as db:
+            rows = db.execute("SELECT seq, uplinked_at FROM events WHERE source = 'board' AND uplinked_at IS NOT NULL")
+            return {seq: at for seq, at in rows}
+
+    def wait_confirmed(self, timeout: float = 60.0) -> list[int]:
+        """Wait until every event the board raised is stored and confirmed by the centre at the post;
+        the board's sequence numbers still unconfirmed (or never stored) on timeout."""
+        deadline = time.monotonic() + timeout
+        while True:
+            confirmed = set(self.confirmed_at())
+            left = sorted(set(self.board_seqs()) - confirmed)
+            if not left or time.monotonic() > deadline:
+                return left
+            time.sleep(0.2)  # the daemon's store is another process's file: polled, as in linked.py
 
     def log_tail(self, chars: int = 3000) -> str:
         return (self.folder / f"daemon{self.pi.starts}.log").read_text()[-chars:]

@@ -236,6 +236,8 @@ def test_a_post_publishes_on_each_of_its_channels_and_the_centre_gets_them(clien
         topic(NORTH, "commands"),  # commands come from the centre only, its own included
         topic(SOUTH, "commands"),
         topic(NORTH, "requests"),  # requests come from Home Assistant only
+        topic(NORTH, "receipts"),  # receipts come from the centre only: a post cannot confirm its own events
+        topic(SOUTH, "receipts"),  # nor make another post drop its unconfirmed alarms
         "alarmpost/v1/school-12/events",  # not a post's topic at all
         "elsewhere/entirely",
     ],
@@ -473,6 +475,17 @@ def test_the_acl_grants_a_post_every_channel_the_contract_gives_it() -> None:
     for name, channel in CHANNELS.items():
         access = "write" if channel.sender == "post" else "read"
         assert f"pattern {access} alarmpost/v1/%u/{name}" in lines, name
+
+
+def test_only_the_centre_may_confirm_a_posts_events_and_only_that_post_reads_the_receipt(
+    client: Callable[..., Client],
+) -> None:
+    centre, north, south = client("centre"), client(NORTH), client(SOUTH)
+    assert north.subscribe("#") == 1 and south.subscribe(topic(SOUTH, "receipts")) == 1
+    assert centre.publish(topic(SOUTH, "receipts"), "for south") == 0
+    assert centre.publish(topic(NORTH, "receipts"), "for north") == 0
+    assert north.topics_until(topic(NORTH, "receipts")) == [topic(NORTH, "receipts")]  # south's never came first
+    assert south.topics_until(topic(SOUTH, "receipts")) == [topic(SOUTH, "receipts")]
 
 
 # -- the gate WiFi: content from the centre, statistics from the post -----------------------------------------------

@@ -155,7 +155,7 @@ def test_every_channel_has_one_operation_with_its_qos_and_retain(spec: dict[str,
 def test_only_state_availability_and_content_are_retained_and_only_health_and_stream_are_qos_0() -> None:
     assert {n for n, c in CHANNELS.items() if c.retained} == {"state", "availability", "content"}
     assert {n for n, c in CHANNELS.items() if c.qos == 0} == {"health", "stream"}
-    assert {n for n, c in CHANNELS.items() if c.sender != "post"} == {"commands", "requests", "content"}
+    assert {n for n, c in CHANNELS.items() if c.sender != "post"} == {"commands", "requests", "content", "receipts"}
 
 
 def test_commands_carry_the_correlation_data_and_their_signature_headers(spec: dict[str, Any]) -> None:
@@ -218,7 +218,13 @@ def state_payload(store: EventStore, up: bool) -> dict[str, Any]:
         "link": "up" if up else "unknown",
         "board": {"name": "post-1", "boot": 7, "seq": 41} if up else {"name": None, "boot": None, "seq": None},
         "versions": {"api": contract.API, "daemon": "0.1.0", "firmware": "0.1.0" if up else None, "protocol": 1},
-        "events": {"store": store.store_id, "last_n": store.last_id(), "backlog": store.backlog()[0]},
+        "events": {
+            "store": store.store_id,
+            "last_n": store.last_id(),
+            "unconfirmed": store.backlog()[0],
+            "oldest_unconfirmed_s": 0.25 if store.backlog()[0] else None,
+            "trouble": False,
+        },
         "updated_at": contract.iso_time(NOW),
     }
 
@@ -263,7 +269,7 @@ def test_the_daemons_state_passes_the_contract(store: EventStore, up: bool) -> N
     stored_event_payload(store)
     state = state_payload(store, up)
     assert decode("state", encode("state", state)) == state
-    assert state["events"]["last_n"] == state["events"]["backlog"] == 1
+    assert state["events"]["last_n"] == state["events"]["unconfirmed"] == 1
 
 
 def test_text_channels_take_only_their_words() -> None:
@@ -593,8 +599,8 @@ def test_home_assistant_sees_the_post_and_can_send_no_safety_command() -> None:
         ("button", "self_test"),
         ("button", "status"),
         ("sensor", "alarm"),
-        ("sensor", "backlog"),
         ("sensor", "faults"),
+        ("sensor", "unconfirmed"),
     ]
     assert len({c["unique_id"] for c in components.values()}) == len(components)
     assert (config["availability_topic"], config["state_topic"]) == (topics.availability, topics.state)

@@ -19,6 +19,7 @@ CODE_NAMES = {
     ev.SYSTEM_RESET: "system reset",
     ev.SELF_TEST_FAILURE: "self-test failure",
     ev.COMM_TROUBLE: "communication trouble",
+    ev.EVENT_NOT_SENT: "failure to communicate events to the centre",
     ev.CANCEL: "cancel",
     ev.PANIC_RESET: "panic reset",
     ev.MANUAL_TEST: "manual test",
@@ -35,6 +36,7 @@ ZONE_NAMES = {
     ev.ZONE_OPERATOR: "operator",
     ev.ZONE_LINK: "serial link",
     ev.ZONE_ALARM_LINE: "alarm line",
+    ev.ZONE_UPLINK: "uplink to the centre",
 }
 
 # Reset causes carried by the boot (SYSTEM_RESET) event; numbers follow `machine`.

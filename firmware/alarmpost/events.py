@@ -27,6 +27,7 @@ LOW_BATTERY = 302
 SYSTEM_RESET = 305
 SELF_TEST_FAILURE = 307
 COMM_TROUBLE = 350
+EVENT_NOT_SENT = 354  # failure to communicate an event: the centre has not confirmed it in time
 CANCEL = 406
 PANIC_RESET = 465
 MANUAL_TEST = 601
@@ -46,6 +47,7 @@ ZONE_CONFIG = 5
 ZONE_OPERATOR = 6
 ZONE_LINK = 7  # the serial link between the board and the Pi
 ZONE_ALARM_LINE = 8  # the hard-wired alarm line, as the Pi sees it
+ZONE_UPLINK = 9  # the Pi's path to the monitoring centre
 
 # Values carried by panic events
 PRESS_FIRST = 1  # the press that raised the alarm
