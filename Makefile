@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 BOARD ?= rpi_pico
 BOARDS := $(sort $(basename $(notdir $(wildcard boards/*.json))))
 # System packages the project needs on Debian/Ubuntu.
-APT_PACKAGES := python3-venv systemd mosquitto iproute2 openssl ffmpeg nftables dnsmasq-base hostapd busybox chromium chromium-driver fonts-wqy-microhei
+APT_PACKAGES := python3-venv systemd mosquitto mosquitto-clients iproute2 openssl ffmpeg nftables dnsmasq-base hostapd busybox chromium chromium-driver fonts-wqy-microhei
 
 .PHONY: help install test sim lint firmware firmware-all bench clean
 

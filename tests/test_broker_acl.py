@@ -427,7 +427,7 @@ def test_netns_link_reaches_a_broker_inside_until_cut_and_again_once_restored(tm
             link.restore()
             assert reach(link.inner_ip, broker.port) == 0
     assert link.name not in ip("netns", "list")
-    assert subprocess.run(["ip", "link", "show", link.host_end], capture_output=True).returncode != 0
+    assert subprocess.run([require("ip"), "link", "show", link.host_end], capture_output=True).returncode != 0
 
 
 def reach(host: str, port: int) -> int:

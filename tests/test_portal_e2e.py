@@ -275,7 +275,7 @@ def test_statistics_reach_the_centre_without_personal_data(phone: Gate) -> None:
     topic = f"alarmpost/v1/{SITE}/{POST}/portal"
     done = phone.net.run(
         phone.net.internet,
-        "mosquitto_sub",
+        require("mosquitto_sub"),
         "-h",
         INTERNET_WAN,
         "-p",

@@ -214,6 +214,7 @@ def test_the_post_says_online_only_after_its_subscriptions_are_granted(post: Upl
     centre.wait_for(lambda m: m.channel == "availability" and m.payload == contract.ONLINE, timeout=20, since=mark)
     assert centre.command(post.site, post.post, "status")["status"] == "ok"  # sent the moment it said online
     client = re.escape(f"alarmpost-{post.site}-{post.post}")
+    availability = re.escape(Topics(post.site, post.post).availability)
     lines = broker.log_text().splitlines()
     connects = [i for i, line in enumerate(lines) if re.search(rf"New client connected .* as {client} ", line)]
     assert len(connects) >= 2
@@ -223,7 +224,7 @@ def test_the_post_says_online_only_after_its_subscriptions_are_granted(post: Upl
         online = next(
             i
             for i, line in enumerate(session)
-            if re.search(rf"Received PUBLISH from {client} .*'{re.escape(Topics(post.site, post.post).availability)}'", line)
+            if re.search(rf"Received PUBLISH from {client} .*'{availability}'", line)
             and "(6 bytes)" in line  # "online"
         )
         assert subscribe < online
