@@ -132,6 +132,7 @@ class Mosquitto:
             "log_dest stderr",
             "log_type all",
             "connection_messages true",
+            "set_tcp_nodelay true",  # as the shipped config: small messages leave at once
             *self._auth_lines(),
             *self._persistence_lines(),
             f"listener {self.port} {self.host}",
