@@ -228,3 +228,21 @@ def test_the_post_says_online_only_after_its_subscriptions_are_granted(post: Upl
             and "(6 bytes)" in line  # "online"
         )
         assert subscribe < online
+
+
+def test_a_tail_lost_after_puback_comes_back_though_the_centre_never_asks(post: UplinkedPost) -> None:
+    """Catches: the post trusting the broker's PUBACK, so that the last events of a burst, lost by the broker
+    before delivery with no later event to reveal the gap, are gone unless the centre happens to ask.
+    This was how uplink_faults lost its last two events in one run of five."""
+    watcher = post.centre(record=None)
+    post.wait_online(watcher)
+    _, before = press_once(post.bench)
+    n = watcher.wait_for(lambda m: m.channel == "events" and m.payload["seq"] == before.event.seq, since=0)
+    centre = lossy_centre(post, lose={n.payload["n"] + 1})
+    centre.replay_every_s = 1e9  # this centre never asks for a replay: only the post can bring the event back
+    centre.wait_for(lambda m: m.channel == "state", since=0)
+    _, last = press_once(post.bench)
+    back = centre.wait_for(lambda m: m.channel == "events" and m.payload["seq"] == last.event.seq, timeout=15, since=0)
+    assert back.payload["replayed"] is False  # sent again by the post, unconfirmed, not asked for
+    assert centre.replays_asked == 0
+    assert post.wait_confirmed(timeout=10) == []
