@@ -241,6 +241,7 @@ def _examples() -> dict[str, list[dict[str, Any]]]:
         "oldest_pending_s": None,
         "connects": 3,
         "published": 412,
+        "bad_receipts": 0,
         "link": {"stored": 1289, "duplicates": 4, "out_of_order": 0, "refused": 0, "gaps": 0},
         "store_bytes": 1_208_320,
         "disk_free_bytes": 24_117_248_000,

@@ -332,6 +332,7 @@ HEALTH_SCHEMA = _object(
         "oldest_pending_s": {"type": ["number", "null"], "minimum": 0},
         "connects": _COUNT,
         "published": _COUNT,
+        "bad_receipts": dict(_COUNT, description="receipts refused since the daemon started: forged, malformed..."),
         "link": {"type": "object", "additionalProperties": {"type": "integer"}},
         "store_bytes": _COUNT,
         "disk_free_bytes": _COUNT,

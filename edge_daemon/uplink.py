@@ -607,6 +607,7 @@ class Uplink:
             "oldest_pending_s": None if oldest is None else round(max(0.0, time.time() - oldest), 3),
             "connects": self.counters.connects,
             "published": self.counters.published,
+            "bad_receipts": self.counters.bad_receipts,
             "link": self.link_counters(),
             "store_bytes": store_bytes,
             "disk_free_bytes": shutil.disk_usage(path.parent).free,
