@@ -28,6 +28,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from edge_daemon.store import transaction
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS reports (
     id TEXT PRIMARY KEY,
@@ -71,15 +73,9 @@ class CentreRecord:
         if not rows:
             return 0
         added = 0
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
+        with transaction(self._db) as db:
             for row in rows:
-                added += self._db.execute("INSERT OR IGNORE INTO reports VALUES (?, ?, ?, ?, ?, ?, ?, ?)", row).rowcount
-            self._db.execute("COMMIT")
-        except BaseException:
-            if self._db.in_transaction:
-                self._db.execute("ROLLBACK")
-            raise
+                added += db.execute("INSERT OR IGNORE INTO reports VALUES (?, ?, ?, ?, ?, ?, ?, ?)", row).rowcount
         return added
 
     def ids(self) -> set[str]:

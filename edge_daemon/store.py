@@ -40,11 +40,12 @@ False
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import sqlite3
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -98,6 +99,19 @@ CREATE TABLE nonces (
 
 COLUMNS = "id, board, boot, seq, code, qualifier, zone, value, uptime_ms, received_at, source, uplinked_at, uid"
 OUTBOXES = ("events", "audit")  # tables whose rows wait for the centre (uplinked_at IS NULL)
+
+
+@contextlib.contextmanager
+def transaction(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """One write transaction on a connection in autocommit mode: committed whole, or rolled back whole."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield db
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise
 
 
 class StoreError(RuntimeError):
@@ -338,17 +352,11 @@ class EventStore:
         if not params:
             return 0
         changed = 0
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
+        with transaction(self._db) as db:
             for param in params:
-                changed += self._db.execute(
+                changed += db.execute(
                     f"UPDATE {table} SET uplinked_at = ? WHERE id BETWEEN ? AND ? AND uplinked_at IS NULL", param
                 ).rowcount
-            self._db.execute("COMMIT")
-        except BaseException:
-            if self._db.in_transaction:
-                self._db.execute("ROLLBACK")
-            raise
         return changed
 
     def add_audit(self, body: str, at: float | None = None) -> AuditRecord:
@@ -384,15 +392,9 @@ class EventStore:
         newest = ts if row[0] is None else max(float(row[0]), ts)
         if ts < newest - keep_s:
             return False
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            self._db.execute("DELETE FROM nonces WHERE ts < ?", (newest - keep_s,))
-            added = self._db.execute("INSERT OR IGNORE INTO nonces (nonce, ts) VALUES (?, ?)", (nonce, ts)).rowcount
-            self._db.execute("COMMIT")
-        except BaseException:
-            if self._db.in_transaction:
-                self._db.execute("ROLLBACK")
-            raise
+        with transaction(self._db) as db:
+            db.execute("DELETE FROM nonces WHERE ts < ?", (newest - keep_s,))
+            added = db.execute("INSERT OR IGNORE INTO nonces (nonce, ts) VALUES (?, ?)", (nonce, ts)).rowcount
         return added == 1
 
     def set_state(self, key: str, value: str) -> None:
