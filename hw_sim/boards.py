@@ -60,6 +60,19 @@ def load_board(board: str | Path) -> dict[str, Any]:
     return dict(values)
 
 
+def board_variant(board: str | Path, folder: Path, **fields: Any) -> Path:
+    """A checked copy of a board file with top-level fields changed, e.g. a small journal for a test.
+
+    >>> board_variant("sim", tmp_path, journal_bytes=6 * 256, fs_block_bytes=256)
+    """
+    data = _read_json(board_path(board))
+    data.update(fields)
+    path = Path(folder) / f"{data['name']}-variant.json"
+    path.write_text(json.dumps(data, indent=2))
+    load_board(path)
+    return path
+
+
 def check_config(config: dict[str, Any], board_values: dict[str, Any], source: str = "config") -> dict[str, Any]:
     values, errors = settings.check_config(config, board_values)
     if errors:

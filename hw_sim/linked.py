@@ -15,6 +15,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -112,6 +113,55 @@ def toggle_tamper(bench: Bench, count: int, per_second: float | None = None) -> 
         bench.set_switch("tamper", opening)
         made.append(bench.wait_event(ev.TAMPER, ev.NEW if opening else ev.RESTORE, since=mark))
     return made
+
+
+class EventLoad:
+    """Tamper-loop changes at a steady rate in the background, e.g. while a benchmark kills the Pi.
+
+    Each change is awaited on the board's console before the next is due, so the
+    rate holds as long as the board keeps up (about 70 a second with a 5 ms
+    ``switch_debounce_ms``, 15 with the default 50 ms).
+
+    >>> load = EventLoad(bench, per_second=5).start()
+    >>> pi.kill(); time.sleep(40); pi.start()
+    >>> events = load.stop()
+    """
+
+    def __init__(self, bench: Bench, per_second: float) -> None:
+        self.bench = bench
+        self.per_second = per_second
+        self.events: list[ev.Event] = []
+        self.error: BaseException | None = None
+        self.started = self.stopped = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="event-load")
+
+    def start(self) -> EventLoad:
+        self.started = time.monotonic()
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.wait(max(0.0, self.started + len(self.events) / self.per_second - time.monotonic())):
+                self.events.extend(toggle_tamper(self.bench, 1))
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller by stop()
+            self.error = exc
+
+    def stop(self) -> list[ev.Event]:
+        """Stop the load; the events it raised, as the board logged them (BenchError if the board stopped)."""
+        self._stop.set()
+        self._thread.join()
+        self.stopped = time.monotonic()
+        if self.error is not None:
+            raise self.error
+        return self.events
+
+    @property
+    def rate(self) -> float:
+        """Events a second so far."""
+        end = self.stopped or time.monotonic()
+        return len(self.events) / max(end - self.started, 1e-9)
 
 
 def linked_bench(tmp: Path, **kwargs: Any) -> Bench:

@@ -52,6 +52,10 @@ def _board(**changes: object) -> dict[str, object]:
         ({"heap_bytes": 1024}, "heap_bytes: 1024 is below the minimum 16384"),
         ({"pins__button__pn": 3}, "pins.button.pn: unknown field"),
         ({"siren_min_hz": 5000}, "siren_min_hz: 5000 is above siren_max_hz"),
+        ({"journal_bytes": 512}, "journal_bytes: 512 is below the minimum 1024"),
+        ({"journal_bytes": 8192}, "journal_bytes: 8192 is less than 5 blocks of fs_block_bytes (20480)"),
+        ({"fs_block_bytes": 100}, "fs_block_bytes: 100 is below the minimum 128"),
+        ({"journal_bytes": "1M"}, "journal_bytes: '1M' is not a whole number"),
     ],
 )
 def test_bad_board_is_refused_naming_the_field(tmp_path: Path, changes: dict[str, object], message: str) -> None:
@@ -109,6 +113,25 @@ def test_bad_config_is_refused_naming_the_field(config: dict[str, object], messa
     # every value the firmware would use is still a valid one
     assert values["siren_cutoff_s"] <= 1200 and values["siren_low_hz"] < values["siren_high_hz"]
     assert values["long_press_ms"] < values["stuck_ms"] and values["low_battery_v"] < values["ac_loss_v"]
+
+
+def test_journal_segments_must_fit_the_boards_journal(tmp_path: Path) -> None:
+    path = tmp_path / "board.json"
+    path.write_text(json.dumps(_board(journal_bytes=6 * 4096)))  # 5 segments of one 4 KB block
+    board = load_board(path)
+    values, errors = settings.check_config({"journal_records": 200}, board)
+    assert errors == [] and values["journal_records"] == 200
+    values, errors = settings.check_config({"journal_records": 256}, board)  # 5,120 bytes: two blocks a segment
+    assert errors[0].startswith("journal_records: 256 a segment leave room for 2 segments in the board's journal_bytes")
+    assert values["journal_records"] == 200  # the default, which fits
+
+
+@pytest.mark.parametrize("name", ["rpi_pico", "esp32_devkitc", "sim"])
+def test_every_shipped_board_gives_the_journal_thousands_of_events(name: str) -> None:
+    board = load_board(name)
+    records = settings.check_config({}, board)[0]["journal_records"]
+    segments = settings.journal_segments(records, board["journal_bytes"], board["fs_block_bytes"])
+    assert segments * records >= 3000, (name, segments, records)
 
 
 def test_firmware_survives_a_bad_config_with_defaults_and_trouble(make_bench: Callable[..., Bench]) -> None:

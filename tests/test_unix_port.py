@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from alarmpost import events as ev
-from hw_sim.paths import FIRMWARE_DIR, ROOT
+from hw_sim.build import build
+from hw_sim.paths import ROOT
 
 from .conftest import require
 
@@ -20,13 +21,22 @@ MPY_TESTS = sorted((Path(__file__).parent / "mpy").glob("test_*.py"))
 VECTORS = json.loads((Path(__file__).parent / "vectors" / "event_records.json").read_text())
 
 
+@pytest.fixture(scope="module")
+def compiled(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The firmware compiled by mpy-cross, as a board loads it (a board does not compile its modules)."""
+    require("mpy-cross")
+    out = tmp_path_factory.mktemp("firmware")
+    build("sim", out)
+    return out
+
+
 @pytest.mark.parametrize("script", MPY_TESTS, ids=[p.stem for p in MPY_TESTS])
-def test_on_the_unix_port(script: Path, tmp_path: Path) -> None:
+def test_on_the_unix_port(script: Path, tmp_path: Path, compiled: Path) -> None:
     micropython = require("micropython")
     result = subprocess.run(
         [micropython, "-X", "heapsize=96K", str(script)],
         cwd=ROOT,
-        env=dict(os.environ, MICROPYPATH=f".frozen:{FIRMWARE_DIR}", ALARMPOST_TMP=str(tmp_path)),
+        env=dict(os.environ, MICROPYPATH=f".frozen:{compiled}", ALARMPOST_TMP=str(tmp_path)),
         capture_output=True,
         text=True,
         timeout=60,

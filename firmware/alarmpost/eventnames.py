@@ -24,6 +24,8 @@ CODE_NAMES = {
     ev.PANIC_RESET: "panic reset",
     ev.MANUAL_TEST: "manual test",
     ev.PERIODIC_TEST: "periodic test report",
+    ev.LOG_FULL: "event log 90 % full",
+    ev.LOG_OVERFLOW: "event log overflow",
 }
 
 ZONE_NAMES = {
@@ -47,7 +49,6 @@ RESET_CAUSES = {
     4: "deep sleep",
     5: "soft reset",
 }
-
 
 
 def describe(event):

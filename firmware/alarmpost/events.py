@@ -32,6 +32,8 @@ CANCEL = 406
 PANIC_RESET = 465
 MANUAL_TEST = 601
 PERIODIC_TEST = 602
+LOG_FULL = 623  # the board's event journal is 90 % full of events the Pi has not stored
+LOG_OVERFLOW = 624  # events were folded or dropped from the journal before the Pi stored them
 
 # Contact ID qualifiers
 NEW = 1

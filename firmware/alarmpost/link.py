@@ -6,9 +6,11 @@ what comes after, at most ``window`` frames ahead; without progress for
 ``resend_ms`` it goes back and sends again from the first unacknowledged event.
 When the Pi repeats its ACK (a frame was lost and later ones arrived), only the
 missing event is sent again: the Pi holds the later ones and its next ACK moves
-past them all.  Events that rotated out of the journal before they could
-be sent are announced with a HELLO, whose oldest sequence number lets the Pi
-record the gap and move on.
+past them all.  The journal frees only what the Pi has acknowledged, but when
+it is full it folds or drops events the Pi has not stored: sending stops before
+such a hole until everything in front of it is acknowledged, then a HELLO whose
+oldest sequence number is the event after the hole lets the Pi record the gap
+and move on, and sending goes on at once.
 After a reset of either side the Pi's HELLO_ACK or heartbeat tells the board
 where to resume, so events raised while the link was down, across a board
 reset or a Pi reboot, all arrive, and the Pi drops duplicates by (boot, seq).
@@ -135,11 +137,14 @@ class Link:
         self.acked = seq
         if self.sent < seq:
             self.sent = seq
+        self.post.journal.set_acked(seq)
         self._wake.set()
 
     def _resend_next(self, acked):
         """Send the first unacknowledged event again; the Pi holds the later ones it already has."""
         for event in self._events_after(acked, 1):
+            if event.seq > acked + 1:
+                self.hello(event.seq)  # the ones before it are gone from the journal
             self._write(codec.encode(codec.EVENT, codec.pack_event(event)))
 
     def _set_up(self, up):
@@ -155,10 +160,13 @@ class Link:
     def _write(self, frame):
         self.uart.write(frame)
 
-    def hello(self):
+    def hello(self, oldest=None):
+        """Who the board is; ``oldest``: the next event the Pi can have, when those before it are gone."""
         post = self.post
+        if oldest is None:
+            oldest = post.journal.oldest_seq()
         tail = codec.texts(post.firmware_version, post.board["name"] or "")
-        payload = codec.pack(codec.HELLO, self.boot_id, post.boot_count, post.journal.oldest_seq(), post.seq, tail=tail)
+        payload = codec.pack(codec.HELLO, self.boot_id, post.boot_count, oldest, post.seq, tail=tail)
         self._write(codec.encode(codec.HELLO, payload))
 
     def _heartbeat(self):
@@ -192,10 +200,16 @@ class Link:
         if self.sent == self.acked:
             self._progress_at = now
         batch = self._events_after(self.sent, room)
-        if batch and batch[0].seq > self.acked + 1 and self.sent == self.acked:
-            self.hello()  # what the Pi misses has left the journal: its HELLO_ACK moves past the gap
-            return
+        after = batch[0].seq if batch else self.post.seq + 1
+        if after > self.sent + 1:
+            # the events in between left the journal unsent (dropped or folded, or the Pi was away too long)
+            if self.sent != self.acked:
+                return  # announce the hole only once everything in front of it is stored
+            self.hello(after)  # the Pi records the gap and takes `after` next: the events can follow at once
+            self.sent = after - 1
         for event in batch:
+            if event.seq != self.sent + 1:
+                break  # another hole: it waits for the acknowledgement of these
             self._write(codec.encode(codec.EVENT, codec.pack_event(event)))
             self.sent = event.seq
 

@@ -35,6 +35,8 @@ class Post:
     firmware_version = FIRMWARE_VERSION
     main_loop_ms = 100
     gc_every = 10  # main-loop turns between garbage collections
+    log_full_pct = 90  # the journal this full of what the Pi has not stored: event 623
+    log_clear_pct = 80  # 623 is restored below this, so a journal near the mark does not chatter
 
     def __init__(self, board, config, setting_errors, folder="."):
         self.folder = folder
@@ -42,9 +44,13 @@ class Post:
         self.config = config
         self.setting_errors = setting_errors
         self._uptime = 0
+        self._gone = 0  # events folded or dropped since the journal overflowed
         self._uptime_mark = time.ticks_ms()
         self._presses_since_reset = 0
         self._config_trouble_open = False
+        self._log_full = False  # 623 reported and not restored
+        self._log_overflow = False  # 624 reported and not restored
+        self._dropped_reported = 0  # journal.dropped when 624 was last reported
         self.faults = {}  # (code, zone) -> True while active: troubles, tamper, supply
         self.testing = False
         self.listeners = []
@@ -59,7 +65,9 @@ class Post:
         self.alarm = Alarm(self.show, self.emit, self._set_latch_file)
         self.alarm.siren_cutoff_s = self.config["siren_cutoff_s"]
         self.supervisor = Supervisor(machine.WDT(timeout=self.config["wdt_timeout_ms"]), self.config["wdt_timeout_ms"])
-        self.journal = Journal(folder, self.config["journal_records"])
+        self.journal = Journal(
+            folder, self.config["journal_records"], self.board["journal_bytes"], self.board["fs_block_bytes"]
+        )
 
     # -- set-up -----------------------------------------------------------------
 
@@ -92,12 +100,42 @@ class Post:
         event = events.Event(self.seq, self.boot_count, self.uptime_ms(), code, qualifier, zone, value)
         try:
             self.journal.append(event)
-        except OSError as exc:
+        except (OSError, MemoryError) as exc:
             print("TR journal write failed:", exc)
         print(event.console_line())
         for listener in self.listeners:
             listener(event)
+        self.watch_journal()
         return event
+
+    def watch_journal(self):
+        """Report the journal filling up (623) and losing events before the Pi stored them (624).
+
+        623 comes once when the journal reaches ``log_full_pct`` and is restored below
+        ``log_clear_pct``.  624 comes each time room was made by folding or dropping,
+        its value the number gone since the overflow began (so of repeated 624s, folded
+        in turn, the latest has the count); it is restored, with the total, with 623.
+        The state changes before each report, so the report's own ``emit`` (which
+        calls this again) finds nothing more to say unless its write made room too.
+        """
+        journal = self.journal
+        pct = journal.fill_pct()
+        if not self._log_full and (pct >= self.log_full_pct or journal.dropped > self._dropped_reported):
+            self._log_full = True
+            self.emit(events.LOG_FULL, events.NEW, events.ZONE_SYSTEM, pct)
+        if journal.dropped > self._dropped_reported:
+            if not self._log_overflow:
+                self._log_overflow = True
+                self._gone = 0
+            self._gone += journal.dropped - self._dropped_reported
+            self._dropped_reported = journal.dropped
+            self.emit(events.LOG_OVERFLOW, events.NEW, events.ZONE_SYSTEM, min(self._gone, 0xFFFF))
+        elif self._log_full and pct < self.log_clear_pct:
+            self._log_full = False
+            self.emit(events.LOG_FULL, events.RESTORE, events.ZONE_SYSTEM, pct)
+            if self._log_overflow:
+                self._log_overflow = False
+                self.emit(events.LOG_OVERFLOW, events.RESTORE, events.ZONE_SYSTEM, min(self._gone, 0xFFFF))
 
     def uptime_ms(self):
         """Milliseconds since boot, as the journal stores them (wraps after 49.7 days).
@@ -202,6 +240,11 @@ class Post:
             self._presses_since_reset = 0
         elif event.code == events.SYSTEM_TROUBLE and event.zone == events.ZONE_CONFIG:
             self._config_trouble_open = event.qualifier == events.NEW
+        elif event.code == events.LOG_FULL:
+            self._log_full = event.qualifier == events.NEW
+        elif event.code == events.LOG_OVERFLOW:
+            self._log_overflow = event.qualifier == events.NEW
+            self._gone = event.value
 
     def boot(self):
         self.show()
@@ -252,8 +295,8 @@ class Post:
             self.supervisor.main_loop_turned()
             self.uptime_ms()
             self.alarm.check_siren_cutoff()
+            self.watch_journal()  # the Pi's acknowledgements free the journal between events
             turns += 1
             if turns % self.gc_every == 0:
                 gc.collect()
             await asyncio.sleep_ms(self.main_loop_ms)
-

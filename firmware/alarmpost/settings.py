@@ -23,6 +23,8 @@ _MISSING = object()
 
 LEVELS = ("high", "low")
 PULLS = ("up", "down", "none")
+RECORD_BYTES = 20  # events.RECORD_SIZE, not imported: settings is loaded before anything else
+JOURNAL_SEGMENTS = 4  # Journal.min_segments: one a ring of the journal, and one to turn over
 
 # One field a line: dotted path, kind, default, minimum, maximum.  Kinds: "int",
 # "num", "str" (min/max are its length), "pin" (its range comes from the board's
@@ -33,6 +35,8 @@ name str required 1 32
 mcu str required 1 32
 heap_bytes int required 16384 8388608
 gpio_max int required 1 255
+journal_bytes int 65536 1024 16777216
+fs_block_bytes int 4096 128 65536
 supply_full_scale_v num 18.0 1.0 60.0
 strobe_pwm_hz int 1000 50 40000
 siren_min_hz int 400 50 20000
@@ -65,7 +69,7 @@ supply_confirm_ms int 5000 0 600000
 ac_loss_v num 13.0 5.0 50.0
 low_battery_v num 11.5 5.0 50.0
 supply_hysteresis_v num 0.3 0.05 5.0
-journal_records int 64 8 256
+journal_records int 200 8 256
 wdt_timeout_ms int 5000 500 8000
 link_heartbeat_ms int 1000 100 5000
 link_timeout_ms int 2500 500 30000
@@ -202,11 +206,24 @@ def check_board(data):
     if values["siren_min_hz"] > values["siren_max_hz"]:
         errors.append("siren_min_hz: %d is above siren_max_hz" % values["siren_min_hz"])
         _use_defaults(board_fields(), values, ("siren_min_hz", "siren_max_hz"))
+    least = (JOURNAL_SEGMENTS + 1) * values["fs_block_bytes"]
+    if values["journal_bytes"] < least:
+        errors.append(
+            "journal_bytes: %d is less than %d blocks of fs_block_bytes (%d)"
+            % (values["journal_bytes"], JOURNAL_SEGMENTS + 1, least)
+        )
+        _use_defaults(board_fields(), values, ("journal_bytes", "fs_block_bytes"))
     return values, errors
 
 
+def journal_segments(records, journal_bytes, block_bytes):
+    """Segments of ``records`` events the journal keeps in ``journal_bytes``, one left free for rewrites."""
+    per_segment = -(-records * RECORD_BYTES // block_bytes) * block_bytes
+    return journal_bytes // per_segment - 1
+
+
 def check_config(data, board=None):
-    """Check a config; with a board's values, also check the siren fits its sounder."""
+    """Check a config; with a board's values, also check the siren fits its sounder and the journal its flash."""
     values, errors = check(config_fields(), data)
     if board is not None:
         for path in ("siren_low_hz", "siren_high_hz"):
@@ -221,6 +238,15 @@ def check_config(data, board=None):
         if values[low] >= values[high]:
             errors.append("%s: must be below %s" % (low, high))
             _use_defaults(config_fields(), values, (low, high))
+    if board is not None:
+        segments = journal_segments(values["journal_records"], board["journal_bytes"], board["fs_block_bytes"])
+        if segments < JOURNAL_SEGMENTS:
+            errors.append(
+                "journal_records: %d a segment leave room for %d segments in the board's journal_bytes (%d); "
+                "at least %d are needed"
+                % (values["journal_records"], segments, board["journal_bytes"], JOURNAL_SEGMENTS)
+            )
+            _use_defaults(config_fields(), values, ("journal_records",))
     if values["link_timeout_ms"] < 2 * values["link_heartbeat_ms"]:
         errors.append("link_timeout_ms: must be at least twice link_heartbeat_ms")
         _use_defaults(config_fields(), values, ("link_heartbeat_ms", "link_timeout_ms"))
