@@ -55,6 +55,9 @@ def status(post):
 
 def config_set(post, args):
     """``key=json value``: checked like config.json, written atomically, used from the next boot."""
+    import gc
+
+    gc.collect()  # the settings schema is the largest thing the firmware loads: give it whole free blocks
     from alarmpost import settings
 
     try:
