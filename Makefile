@@ -9,6 +9,9 @@ BOARDS := $(sort $(basename $(notdir $(wildcard boards/*.json))))
 # System packages the project needs on Debian/Ubuntu.
 APT_PACKAGES := python3-venv systemd mosquitto mosquitto-clients iproute2 openssl ffmpeg nftables dnsmasq-base hostapd busybox chromium chromium-driver fonts-wqy-microhei
 
+# A journal of 10 segments of 8 events: an outage must overflow it (every panic kept, 624 reported).
+TINY_JOURNAL := --board sim --journal-bytes 2816 --fs-block-bytes 256 --config journal_records=8
+
 .PHONY: help install test sim lint firmware firmware-all bench clean
 
 help:
@@ -59,6 +62,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/link_faults.py
 	$(BIN)/python bench/press_to_centre.py
 	$(BIN)/python bench/uplink_faults.py
+	$(BIN)/python bench/pi_outage.py
+	$(BIN)/python bench/pi_outage.py --outage-s 20 $(TINY_JOURNAL)
 	$(BIN)/python bench/portal_load.py
 	$(BIN)/python bench/press_to_snapshot.py
 

@@ -15,6 +15,8 @@ those whose receipt reached the post.  ``panics``/``panics_lost`` the same for
 presses, and ``log_full_reported``/``log_overflow_reported`` whether the centre got
 Contact ID 623 (journal 90 % full) and 624 (journal overflow).
 
+Exits 1 when a panic was lost, or any event without Contact ID 624 reaching the centre.
+
 ``--board`` picks the board file, whose ``journal_bytes`` sets the journal's size;
 ``--journal-bytes`` and ``--fs-block-bytes`` override them, and ``--config KEY=VALUE``
 changes a firmware setting, for a deliberately tiny journal that must overflow::
@@ -138,7 +140,11 @@ def main() -> None:
     args = parser.parse_args()
     fields = {"journal_bytes": args.journal_bytes, "fs_block_bytes": args.fs_block_bytes}
     board_fields = {key: value for key, value in fields.items() if value is not None}
-    print(json.dumps(run(args.outage_s, args.rate, args.board, dict(args.config), board_fields)))
+    result = run(args.outage_s, args.rate, args.board, dict(args.config), board_fields)
+    print(json.dumps(result))
+    # The promise: no panic lost, and nothing lost at all unless the journal overflowed and said so.
+    kept = result["panics_lost"] == 0 and (result["lost"] == 0 or result["log_overflow_reported"] is True)
+    raise SystemExit(0 if kept else 1)
 
 
 if __name__ == "__main__":

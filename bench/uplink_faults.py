@@ -21,7 +21,8 @@ root) the cuts are left out and ``network_cuts`` is 0, except under
 ``ALARMPOST_STRICT=1``, where that is an error.
 
 ``--runs N`` repeats the whole run N times (a fresh broker, post and centre each
-time) and prints the totals, with each run's figures under ``per_run``.
+time) and prints the totals, with each run's figures under ``per_run``.  Exits 1
+when any run lost an event or left one unconfirmed.
 
     python bench/uplink_faults.py [--runs 1] [--events 400] [--rate 8] [--every 4]
 
@@ -168,7 +169,9 @@ def main() -> None:
         runs.append(run(args.events, args.rate, args.every))
         if args.runs > 1:
             print(json.dumps(dict(runs[-1], run=index + 1)), flush=True)  # progress; the totals come last
-    print(json.dumps(totals(runs)))
+    summary = totals(runs)
+    print(json.dumps(summary))
+    raise SystemExit(1 if summary["runs_with_loss"] else 0)  # one loss in any run fails the benchmark
 
 
 if __name__ == "__main__":
