@@ -6,6 +6,11 @@ all have come, then checks the frame's size and SHA-256: a frame with a piece
 missing (QoS 0 may drop one; a newer frame completing first means it will not
 come) or a piece damaged is dropped and counted, never shown broken.
 
+What it holds is bounded, so no post can fill the centre's memory: a frame may say
+it is at most ``max_picture_bytes``, a post may have at most ``max_frames_per_post``
+frames unfinished, and all unfinished frames together at most ``max_held_bytes``;
+past a limit the oldest unfinished frame is given up (counted as incomplete).
+
 Saved, when ``folder`` is given, as::
 
     FOLDER/<site>/<post>/<captured>_<kind>_<seq>.jpg     alarm, pre-alarm and asked pictures
@@ -60,6 +65,7 @@ class _Partial:
     headers: dict[str, str]
     parts: dict[int, bytes] = field(default_factory=dict)
     started: float = field(default_factory=time.monotonic)
+    held: int = 0  # bytes of the pieces kept so far
 
 
 @dataclass
@@ -67,17 +73,26 @@ class ViewerCounters:
     pictures: int = 0
     corrupt: int = 0  # all pieces came but the size or SHA-256 did not match
     incomplete: int = 0  # a piece never came
-    refused: int = 0  # a piece whose headers broke the contract
+    refused: int = 0  # a piece whose headers broke the contract, or a frame larger than allowed
 
 
 class Viewer:
     stale_s = 10.0  # an unfinished frame is given up after this long
+    max_picture_bytes = 8 * 1024 * 1024  # a frame saying it is larger is refused (a 1080p JPEG is ~0.5 MB)
+    max_frames_per_post = 8  # unfinished frames one post may have
+    max_held_bytes = 64 * 1024 * 1024  # pieces of unfinished frames, all posts together
 
     def __init__(self, folder: Path | None = None) -> None:
         self.folder = folder
         self.counters = ViewerCounters()
         self._partial: dict[tuple[str, str, str], _Partial] = {}
+        self._held = 0
         self._lock = threading.Lock()
+
+    @property
+    def held_bytes(self) -> int:
+        """Bytes of pieces kept for unfinished frames."""
+        return self._held
 
     def add(self, site: str, post: str, channel: str, piece: bytes, headers: dict[str, str]) -> Picture | None:
         """Take one piece; the whole picture when this was its last piece and it checks out, else None."""
@@ -93,17 +108,25 @@ class Viewer:
         key = (site, post, headers["frame"])
         partial = self._partial.get(key)
         if partial is None:
+            if int(headers["size"]) > self.max_picture_bytes:
+                self.counters.refused += 1
+                log.warning("picture refused: too large", extra={"post": f"{site}/{post}", "size": headers["size"]})
+                return None
             partial = _Partial(int(headers["chunks"]), int(headers["size"]), headers["sha256"], headers)
             self._partial[key] = partial
         index = int(headers["chunk"])
-        if index >= partial.chunks or headers["sha256"] != partial.sha256:
-            self.counters.corrupt += 1
-            del self._partial[key]
+        grows = len(piece) - len(partial.parts.get(index, b""))  # a piece sent again replaces its copy
+        if index >= partial.chunks or headers["sha256"] != partial.sha256 or partial.held + grows > partial.size:
+            self.counters.corrupt += 1  # pieces beyond the size the frame declared cannot make it
+            self._forget(key)
             return None
+        self._held += grows
+        partial.held += grows
         partial.parts[index] = piece
         if len(partial.parts) < partial.chunks:
+            self._keep_within_bounds(site, post)
             return None
-        del self._partial[key]
+        self._forget(key)
         self._give_up_older(site, post, partial)
         jpeg = b"".join(partial.parts[i] for i in range(partial.chunks))
         if len(jpeg) != partial.size or hashlib.sha256(jpeg).hexdigest() != partial.sha256:
@@ -126,7 +149,26 @@ class Viewer:
                 continue
             older_live = partial.headers["kind"] == "live" and partial.started < done.started
             if older_live or now - partial.started > self.stale_s:
-                del self._partial[key]
+                self._forget(key)
+                self.counters.incomplete += 1
+
+    def _forget(self, key: tuple[str, str, str]) -> None:
+        partial = self._partial.pop(key, None)
+        if partial is not None:
+            self._held -= partial.held
+
+    def _keep_within_bounds(self, site: str, post: str) -> None:
+        """Give up the oldest unfinished frames while a post holds too many, or all together too many bytes."""
+        mine = sorted((p.started, k) for k, p in self._partial.items() if k[:2] == (site, post))
+        for _, key in mine[: max(0, len(mine) - self.max_frames_per_post)]:
+            self._forget(key)
+            self.counters.incomplete += 1
+        if self._held > self.max_held_bytes:
+            oldest_first = sorted((p.started, k) for k, p in self._partial.items())
+            for _, key in oldest_first:
+                if self._held <= self.max_held_bytes:
+                    break
+                self._forget(key)
                 self.counters.incomplete += 1
 
     def _save(self, picture: Picture) -> Path:
