@@ -94,10 +94,14 @@ class LanConfig:
 
 @dataclass(frozen=True)
 class WanConfig:
-    """The way out: ``interface`` is masqueraded; ``dns_servers`` empty uses the Pi's own resolvers."""
+    """The way out: ``interface`` is masqueraded; ``dns_servers`` empty uses the Pi's own resolvers.
+
+    ``blocked_networks``: networks beyond the private ranges that phones must never reach (the
+    school's public addresses); the WAN interface's own networks are found when the portal starts."""
 
     interface: str = "eth0"
     dns_servers: tuple[str, ...] = ()
+    blocked_networks: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -227,6 +231,29 @@ def _ipv4_list(value: Any) -> tuple[Any, str | None]:
     return tuple(checked), None
 
 
+MIN_BLOCKED_PREFIX = 8  # a shorter prefix would cut the phones off from a large part of the internet
+
+
+def _network_list(value: Any) -> tuple[Any, str | None]:
+    if not isinstance(value, list):
+        return None, f'{_show(value)} is not an array of IPv4 networks (e.g. ["202.101.8.0/26"])'
+    checked = []
+    for item in value:
+        try:
+            if not isinstance(item, str) or "/" not in item:
+                raise ipaddress.AddressValueError(item)
+            network = ipaddress.IPv4Network(item)
+        except (ipaddress.AddressValueError, ipaddress.NetmaskValueError):
+            return None, f'{_show(item)} is not an IPv4 network in CIDR form (e.g. "202.101.8.0/26")'
+        except ValueError:
+            whole = ipaddress.IPv4Network(item, strict=False)
+            return None, f'{_show(item)} has host bits set: write the network, e.g. "{whole}"'
+        if network.prefixlen < MIN_BLOCKED_PREFIX:
+            return None, f"{_show(item)} is wider than /{MIN_BLOCKED_PREFIX}: it would block much of the internet"
+        checked.append(str(network))
+    return tuple(checked), None
+
+
 def _hostname(value: Any) -> tuple[Any, str | None]:
     if not isinstance(value, str) or not HOSTNAME.fullmatch(value) or "." not in value:
         return None, f"{_show(value)} is not a dotted host name (e.g. wifi.alarmpost.lan)"
@@ -265,7 +292,7 @@ SECTIONS: Sections = {
             "lease_s": _integer(120, 86400),
         },
     ),
-    "wan": (WanConfig, {"interface": _ifname, "dns_servers": _ipv4_list}),
+    "wan": (WanConfig, {"interface": _ifname, "dns_servers": _ipv4_list, "blocked_networks": _network_list}),
     "portal": (
         PortalConfig,
         {

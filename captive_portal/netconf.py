@@ -30,7 +30,10 @@ so the same config always gives the same files, and a technician never edits the
     the portal has crashed: a session ends in the kernel, on time.  Phones not in the set have
     their DNS and web traffic redirected to the portal and nothing else forwarded.  Accepted
     phones reach the internet through the WAN interface only, never a private network behind
-    it (the school's own, the post's camera), and never over IPv6.  Per-phone rate limits use
+    it (the school's own, the post's camera), never the WAN's own networks (a school that gives
+    the Pi a public address has its cameras beside it: the portal adds the WAN interface's
+    networks when it loads the ruleset, and ``wan.blocked_networks`` adds more), never a
+    special-use range, and never over IPv6.  Per-phone rate limits use
     dynamic sets (``up_rate``, ``down_rate``); ``portal_flood`` limits new connections to the
     portal per phone.  Traffic on the Pi's other interfaces is not touched.  Loading the file
     again empties ``allowed``: every phone has to accept again.
@@ -66,6 +69,10 @@ DEFAULT_SOURCE = "the portal config"
 # Private and special-use destinations a phone must never reach through the Pi: the school's own
 # network behind the WAN, the post's camera, the ISP's carrier-grade NAT, link-local services.
 PRIVATE_NETWORKS = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "169.254.0.0/16")
+# Special-use destinations that are no phone's business: "this network", benchmarking, multicast and reserved.
+SPECIAL_NETWORKS = ("0.0.0.0/8", "198.18.0.0/15", "224.0.0.0/3")
+ROUTES_FILE = Path("/proc/net/route")
+RTF_GATEWAY = 0x2
 RATE_STATE_TIMEOUT_S = 60  # a phone's rate-limit state is forgotten after this long without traffic
 MIN_CONNECTION_BURST = 10  # new connections to the portal a phone may open at once, at the least
 PING_LIMIT = "10/second burst 20 packets"  # echo requests the gateway answers, from all phones together
@@ -162,6 +169,12 @@ def render_dnsmasq(
         "bind-dynamic",
         "port=53",
         f"pid-file={pid_file}",
+        "# Privacy: phones' DHCP host names (e.g. a parent's name) never become DNS names other",
+        "# phones can look up, and no phone's DHCP traffic (MAC, address, name) goes to the system log",
+        "dhcp-ignore-names",
+        "quiet-dhcp",
+        "quiet-dhcp6",
+        "quiet-ra",
         "# DNS: the portal's name is the gateway; every other name from upstream",
         "no-hosts",
         "domain-needed",
@@ -232,8 +245,12 @@ def render_captive_dns(
 # --- nftables --------------------------------------------------------------------------------
 
 
-def render_nft(cfg: Config, *, source: str = DEFAULT_SOURCE) -> str:
-    """The portal's nftables table: the ``allowed`` set, redirects to the portal, filtering and NAT."""
+def render_nft(cfg: Config, *, wan_networks: Iterable[str] = (), source: str = DEFAULT_SOURCE) -> str:
+    """The portal's nftables table: the ``allowed`` set, redirects to the portal, filtering and NAT.
+
+    ``wan_networks``: the WAN interface's own networks (:func:`wan_networks`), blocked for phones
+    beside the private ranges and ``wan.blocked_networks``.
+    """
     lines = [
         *_header(source, f"nft -f {NFT_FILE}"),
         "# Make sure the table exists, delete it and define it again: one atomic, repeatable load.",
@@ -244,7 +261,7 @@ def render_nft(cfg: Config, *, source: str = DEFAULT_SOURCE) -> str:
         *_nft_sets(cfg),
         *_nft_prerouting(cfg),
         *_nft_input(cfg),
-        *_nft_forward(cfg),
+        *_nft_forward(cfg, wan_networks),
         *_nft_postrouting(cfg),
         "}",
     ]
@@ -352,11 +369,38 @@ def _nft_input(cfg: Config) -> list[str]:
     ]
 
 
-def _nft_forward(cfg: Config) -> list[str]:
+def blocked_networks(cfg: Config, wan_networks: Iterable[str] = ()) -> list[str]:
+    """Every destination an accepted phone must never reach, in order, without one inside another.
+
+    (nft refuses overlapping intervals in one set: a WAN on 10.1.2.0/24 is in 10.0.0.0/8 already.)
+    """
+    wanted = [*PRIVATE_NETWORKS, *SPECIAL_NETWORKS, *cfg.wan.blocked_networks, *wan_networks]
+    networks = list(dict.fromkeys(ipaddress.IPv4Network(network) for network in wanted))
+    return [str(n) for n in networks if not any(n != other and n.subnet_of(other) for other in networks)]
+
+
+def wan_networks(interface: str, routes: Path = ROUTES_FILE) -> list[str]:
+    """The networks directly on ``interface`` (its addresses' prefixes), from the kernel's routes.
+
+    Read when the portal starts; none if the interface has no IPv4 address yet.
+    """
+    found = []
+    for line in routes.read_text().splitlines()[1:]:
+        fields = line.split()
+        # Iface Destination Gateway Flags RefCnt Use Metric Mask ...: addresses in hex, little-endian
+        if len(fields) < 8 or fields[0] != interface or int(fields[3], 16) & RTF_GATEWAY:
+            continue
+        destination, mask = (ipaddress.IPv4Address(int(f, 16).to_bytes(4, "little")) for f in (fields[1], fields[7]))
+        if int(mask):  # not the default route
+            found.append(str(ipaddress.IPv4Network(f"{destination}/{mask}", strict=False)))
+    return list(dict.fromkeys(found))
+
+
+def _nft_forward(cfg: Config, wan_networks: Iterable[str] = ()) -> list[str]:
     lan, wan = _quoted_ifname(cfg.lan.interface), _quoted_ifname(cfg.wan.interface)
     up = kbit_to_bytes_per_s(int(cfg.portal.rate_up_kbit))
     down = kbit_to_bytes_per_s(int(cfg.portal.rate_down_kbit))
-    private = ", ".join(str(ipaddress.IPv4Network(network)) for network in PRIVATE_NETWORKS)
+    blocked = ", ".join(blocked_networks(cfg, wan_networks))
     return [
         "\t# What passes through the Pi; traffic between its other interfaces is not touched",
         "\tchain forward {",
@@ -365,8 +409,9 @@ def _nft_forward(cfg: Config) -> list[str]:
         f"\t\tiifname {lan} oifname {lan} drop",
         "\t\t# The gate network is IPv4 only",
         f"\t\tiifname {lan} meta nfproto ipv6 drop",
-        "\t\t# Not the school's network behind the WAN, nor any other private network",
-        f"\t\tiifname {lan} ip daddr {{ {private} }} drop",
+        "\t\t# Not the school's network behind the WAN, nor the WAN's own networks, nor any private",
+        "\t\t# or special-use range",
+        f"\t\tiifname {lan} ip daddr {{ {blocked} }} drop",
         "\t\t# Every packet out is checked against the set, so a session that times out stops at once;",
         f"\t\t# upload at most {cfg.portal.rate_up_kbit} kbit/s = {up} bytes/s per phone (burst: one second's worth)",
         f"\t\tiifname {lan} oifname {wan} ip saddr . ether saddr @{ALLOWED_SET}"

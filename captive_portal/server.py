@@ -15,8 +15,10 @@ read from the kernel's set, so a session ends on time whatever happens to this p
 
 Bad requests get a 4xx with a line that says what is wrong: aiohttp's parser refuses
 malformed HTTP and header lines over :attr:`Portal.max_field_size`; a missing or malformed
-``Host``, a body over :attr:`Portal.max_body`, a forged or stale accept form, and a wrong
-method are refused here.  Nothing from a request is ever written into a response header.
+``Host``, a body over :attr:`Portal.max_body`, a forged or stale accept form (or one whose
+token is not ASCII), and a wrong method are refused here.  Nothing from a request is ever
+written into a response header, and the portal's log holds no phone's IP or MAC address
+(the access log keeps those, for as long as the law requires).
 """
 
 from __future__ import annotations
@@ -55,6 +57,17 @@ SECURITY_HEADERS = {
     ),
 }
 CAPTIVE_JSON = "application/captive+json"
+# What in a message could name a phone: its IPv4 address or its MAC (nft's errors quote the command)
+PHONE_ADDRESS = re.compile(r"\b(?:\d{1,3}\.){3}\d{1,3}\b|\b[0-9A-Fa-f]{2}(?:[:-][0-9A-Fa-f]{2}){5}\b")
+
+
+def without_addresses(text: str) -> str:
+    """``text`` for the portal's log: every IPv4 and MAC address in it replaced, as the log keeps none.
+
+    >>> without_addresses("add element inet alarmpost_portal allowed { 10.73.0.23 . 02:00:00:00:00:01 }")
+    'add element inet alarmpost_portal allowed { [address] . [address] }'
+    """
+    return PHONE_ADDRESS.sub("[address]", text)
 
 
 class Firewall(Protocol):
@@ -199,14 +212,18 @@ class Portal:
         copy = self._copy(lang)
         if client is None:
             return self._html(403, pages.message(copy, copy.lang.not_on_wifi))
-        if not self._token_ok(client, str(form.get("token", ""))):
+        token = str(form.get("token", ""))
+        if not token.isascii():
+            # a page of ours never makes one: the form was altered, or mangled on the way
+            return self._text(400, "400 Bad Request: the accept form's token is not plain ASCII; reload the page")
+        if not self._token_ok(client, token):
             return self._html(400, self._splash_page(client, lang, note=copy.lang.out_of_date))
         if remaining is not None and not self.config.portal.can_extend:
             return self._redirect(f"/welcome?lang={lang}")
         try:
             self._open_session(client)
         except (FirewallError, OSError, ValueError) as exc:
-            log.error("could not let %s out: %s", "a phone", exc)
+            log.error("could not let a phone out: %s", without_addresses(str(exc)))
             return self._html(503, pages.message(copy, copy.lang.busy))
         self.stats.accepted(client.mac)
         return self._redirect(f"/welcome?lang={lang}")
@@ -278,7 +295,7 @@ class Portal:
             try:
                 self.sweep()
             except (FirewallError, OSError) as exc:
-                log.error("session sweep failed: %s", exc)
+                log.error("session sweep failed: %s", without_addresses(str(exc)))
 
     # -- helpers ------------------------------------------------------------------------
 
@@ -297,7 +314,7 @@ class Portal:
         try:
             return Client.parse(remote, mac, self.network)
         except ValueError as exc:
-            log.warning("refused a phone: %s", exc)
+            log.warning("refused a phone: %s", without_addresses(str(exc)))
             return None
 
     def _items(self) -> Sequence[Any]:

@@ -128,7 +128,7 @@ class PortalService:
         # a phone's malformed request is answered with a 400 that says why; it needs no traceback
         # in the log (which would also keep the phone's address)
         logging.getLogger("aiohttp.server").setLevel(logging.CRITICAL)
-        self.firewall.load(netconf.render_nft(self.config))
+        self.firewall.load(netconf.render_nft(self.config, wan_networks=self._wan_networks()))
         self.access_log.close_all(reason="restart")
         self.access_log.purge()
         runners = [await serve(self.portal, self.config.lan.address, self.config.portal.port)]
@@ -159,6 +159,20 @@ class PortalService:
             self.access_log.close_all(reason="restart")
             self.access_log.close()
             self.stats.close()
+
+    def _wan_networks(self) -> list[str]:
+        """The WAN interface's own networks, kept from the phones (a school's public addresses)."""
+        interface = self.config.wan.interface
+        found = netconf.wan_networks(interface)
+        if found:
+            log.info("phones are kept from the networks on %s: %s", interface, ", ".join(found))
+        else:
+            log.warning(
+                "%s has no IPv4 network yet: phones are kept from the private ranges and wan.blocked_networks"
+                " only; restart the portal once it has its address",
+                interface,
+            )
+        return found
 
     def _tls_context(self) -> ssl.SSLContext | None:
         portal = self.config.portal

@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import stat
 import time
 from pathlib import Path
 
@@ -40,10 +41,35 @@ class KeyFileError(ValueError):
     """A command key file that cannot be used; the message names the file and why."""
 
 
+# A secret file is refused when group or others may read or write it.  One exception, the
+# rule PostgreSQL applies to its key files: a file root owns may be readable by its group
+# (root:alarmpost 0640: the daemon, in group alarmpost, reads it and cannot change it).
+_EXPOSED = stat.S_IRGRP | stat.S_IWGRP | stat.S_IROTH | stat.S_IWOTH
+
+
+def secret_file_problem(path: str | Path) -> str | None:
+    """Why the secret in ``path`` is not kept secret (group or others may read or write it), or None.
+
+    A missing or unreadable file is the reader's error to report, not this check's.
+    """
+    try:
+        info = Path(path).stat()
+    except OSError:
+        return None
+    mode = stat.S_IMODE(info.st_mode)
+    exposed = mode & _EXPOSED & ~(stat.S_IRGRP if info.st_uid == 0 else 0)
+    if exposed:
+        also = " (or chmod 640 to let the daemon's group read it, as root owns it)" if info.st_uid == 0 else ""
+        return f"{path}: mode {mode:04o} lets group or others read or change it; fix: chmod 600 {path}{also}"
+    return None
+
+
 def load_key(path: str | Path) -> bytes:
     """The 32-byte key in ``path``, written as 64 hex digits (surrounding whitespace ignored).
 
-    Make one with ``python -m edge_daemon.centre keygen > post.key``.
+    Make one with ``(umask 077; python -m edge_daemon.centre keygen > post.key)``.  A file group
+    or others may read or write is refused (:func:`secret_file_problem`): ``chmod 600``, or
+    owned by root and readable by the daemon's group only (``0640``).
     """
     try:
         text = Path(path).read_text(encoding="ascii").strip()
@@ -55,6 +81,9 @@ def load_key(path: str | Path) -> bytes:
         raise KeyFileError(f"{path}: not hex digits (expected {2 * KEY_BYTES} hex digits)") from None
     if len(key) != KEY_BYTES:
         raise KeyFileError(f"{path}: {len(key)} bytes of key, expected {KEY_BYTES} ({2 * KEY_BYTES} hex digits)")
+    problem = secret_file_problem(path)
+    if problem:
+        raise KeyFileError(problem)
     return key
 
 

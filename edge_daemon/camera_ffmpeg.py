@@ -10,14 +10,18 @@ that doubles from ``restart_min_s`` up to ``restart_max_s`` (and is back to
 loses packets, and so smears pictures, on the kind of links posts have.
 
 The URL's ``user:password@`` is masked (``***@``) in everything logged,
-ffmpeg's own messages included.  Needs ffmpeg 5 or later (Debian and Raspberry
+ffmpeg's own messages included, and the URL is never on ffmpeg's command line
+(which every user of the Pi can read with ``ps``): ffmpeg reads it from its stdin,
+as a one-entry ffconcat script (:meth:`FfmpegCamera.script`) that also carries the
+network options for it.  Needs ffmpeg 5 or later (Debian and Raspberry
 Pi OS bookworm ship 5.1): ffmpeg 4 read ``-timeout`` on RTSP as "listen for
 the camera to call in".
 
 Example::
 
     camera = FfmpegCamera("rtsp://viewer:secret@192.168.1.20:554/stream1", 640, 480, 10.0, 75)
-    print(shlex.join(camera.command(masked=True)))   # the command, to try by hand
+    print(shlex.join(camera.command()))   # the command: no URL on it
+    print(camera.script(masked=True))     # what it reads on its stdin
     camera.start(lambda frame: print(frame.seq, len(frame.jpeg)))
     ...
     camera.stop()
@@ -40,6 +44,8 @@ from edge_daemon.camera import JPEG_END, JPEG_START, CameraError, Frame, FrameSi
 
 log = logging.getLogger("edge_daemon.camera")
 
+# What ffmpeg may open through the script on its stdin: the script itself, and the camera's stream.
+PROTOCOLS = "pipe,rtsp,rtsps,rtp,udp,tcp,tls,http,https,httpproxy,crypto"
 CREDENTIALS = re.compile(r"(?<=://)[^@\s]+@")  # greedy: a password with a stray '/' or '@' is still covered
 
 
@@ -193,21 +199,42 @@ class FfmpegCamera:
         """The URL as it may be logged."""
         return mask_credentials(self.url)
 
-    def command(self, masked: bool = False) -> list[str]:
-        """The ffmpeg command line this camera runs (``masked``: with the URL's credentials masked)."""
+    def script(self, masked: bool = False) -> str:
+        """The ffconcat script ffmpeg reads on its stdin: the camera's URL and its network options.
+
+        ``masked``: with the URL's credentials masked, to be shown.
+
+        >>> print(FfmpegCamera("rtsp://viewer:secret@192.0.2.20/1", 640, 480, 10.0, 75).script(masked=True))
+        ffconcat version 1.0
+        file 'rtsp://***@192.0.2.20/1'
+        option rtsp_transport tcp
+        option timeout 5000000
+        <BLANKLINE>
+        """
         timeout_us = str(round(self.io_timeout_s * 1_000_000))
         if self.url.startswith(("rtsp://", "rtsps://")):
-            network = ["-rtsp_transport", "tcp", "-timeout", timeout_us]
+            options = [("rtsp_transport", "tcp"), ("timeout", timeout_us)]
         else:
-            network = ["-rw_timeout", timeout_us]
+            options = [("rw_timeout", timeout_us)]
+        url = (self.shown_url if masked else self.url).replace("'", "'\\''")  # ffconcat quotes as sh does
+        lines = ["ffconcat version 1.0", f"file '{url}'", *(f"option {key} {value}" for key, value in options)]
+        return "\n".join(lines) + "\n"
+
+    def command(self) -> list[str]:
+        """The ffmpeg command line this camera runs: it holds no URL, so no password (see :meth:`script`)."""
         return [
             self.ffmpeg,
-            "-nostdin",
+            "-nostdin",  # no keyboard commands: stdin carries only the script
             "-loglevel",
             "error",
-            *network,
+            "-f",
+            "concat",
+            "-safe",
+            "0",  # the script names a network URL, not a local file
+            "-protocol_whitelist",
+            PROTOCOLS,
             "-i",
-            self.shown_url if masked else self.url,
+            "pipe:0",
             "-an",
             "-vf",
             f"fps={self.fps:g},scale={self.width}:{self.height}",
@@ -269,10 +296,17 @@ class FfmpegCamera:
         """Run ffmpeg until it ends, stalls or the camera stops; why it ended (with its stderr), and its frames."""
         try:
             proc = subprocess.Popen(
-                self.command(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+                self.command(), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
             )
         except OSError as exc:
             return f"ffmpeg cannot run: {exc}", 0
+        assert proc.stdin is not None
+        # A few hundred bytes: the pipe takes them whole, ffmpeg reads them when it starts.  If
+        # it died at once the pipe is broken, and its exit code and stderr say why.
+        with contextlib.suppress(BrokenPipeError):
+            proc.stdin.write(self.script().encode())
+        with contextlib.suppress(BrokenPipeError):
+            proc.stdin.close()
         run = _Run(session, proc, JpegSplitter(self.max_frame_bytes))
         try:
             why = self._pump(run)

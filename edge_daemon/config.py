@@ -74,9 +74,11 @@ class SerialConfig:
 
 @dataclass(frozen=True)
 class StoreConfig:
-    """Where the durable event store (an SQLite file) lives."""
+    """Where the durable event store (an SQLite file) lives, and how many events it keeps at most
+    (only events the centre has confirmed are ever deleted to keep within it)."""
 
     path: str = "/var/lib/alarmpost/events.db"
+    max_events: int = 100_000
 
 
 @dataclass(frozen=True)
@@ -297,7 +299,7 @@ def _host(value: Any) -> tuple[Any, str | None]:
 # Each section: its dataclass and a check per key.  Defaults come from the dataclasses.
 SECTIONS: dict[str, tuple[type[Any], dict[str, Check]]] = {
     "serial": (SerialConfig, {"port": _text, "baud": _baud}),
-    "store": (StoreConfig, {"path": _text}),
+    "store": (StoreConfig, {"path": _text, "max_events": _integer(1000, 10_000_000)}),
     "link": (
         LinkConfig,
         {"heartbeat_s": _number(0.1, 10.0), "timeout_s": _number(0.5, 30.0), "ack_timeout_s": _number(0.05, 10.0)},
@@ -422,9 +424,13 @@ def _cross_checks(sections: dict[str, Any], errors: list[str]) -> None:
         errors.append(f"gpio.board_reset_pin: {gpio.board_reset_pin} is also gpio.alarm_line_pin")
 
 
+# The uplink's files that hold secrets: refused when group or others may read or write them.
+SECRET_FILES = ("key_file", "password_file")
+
+
 def _uplink_checks(uplink: UplinkConfig, errors: list[str]) -> None:
     """The uplink's files must be there and usable before the daemon starts, not at the first alarm."""
-    from edge_daemon.auth import KeyFileError, load_key
+    from edge_daemon.auth import KeyFileError, load_key, secret_file_problem
 
     if uplink.confirm_timeout_s > uplink.confirm_timeout_max_s:
         errors.append(
@@ -451,6 +457,10 @@ def _uplink_checks(uplink: UplinkConfig, errors: list[str]) -> None:
         path = getattr(uplink, name)
         if path and not Path(path).is_file():
             errors.append(f"uplink.{name}: {_show(path)} is not a readable file")
+        elif path and name in SECRET_FILES:
+            problem = secret_file_problem(path)
+            if problem:
+                errors.append(f"uplink.{name}: {problem}")
     if uplink.tls:
         _tls_files_check(uplink, errors)
 
@@ -479,8 +489,14 @@ def _camera_checks(camera: CameraConfig, uplink: UplinkConfig | None, errors: li
         errors.append('camera.url: required with backend = "ffmpeg" (the camera\'s rtsp:// or http:// address)')
     if camera.stream_fps > camera.fps:
         errors.append(f"camera.stream_fps: more than camera.fps ({camera.stream_fps:g} > {camera.fps:g})")
+    from edge_daemon.auth import secret_file_problem
+
     if camera.ptz_password_file and not Path(camera.ptz_password_file).is_file():
         errors.append(f"camera.ptz_password_file: {_show(camera.ptz_password_file)} is not a readable file")
+    elif camera.ptz_password_file:
+        problem = secret_file_problem(camera.ptz_password_file)
+        if problem:
+            errors.append(f"camera.ptz_password_file: {problem}")
 
 
 def check_data(data: dict[str, Any], source: str = "config") -> Config:

@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from alarmpost import codec
 from alarmpost import events as ev
-from edge_daemon.store import EventStore
+from edge_daemon.store import EventStore, StoreError
 
 log = logging.getLogger("edge_daemon.link")
 
@@ -61,6 +62,7 @@ class LinkCounters:
     out_of_order: int = 0  # events after a gap, dropped until the gap is filled
     refused: int = 0  # frames answered with ERROR
     gaps: int = 0  # events lost from the board's journal before they were sent
+    store_errors: int = 0  # frames the store failed on: not acknowledged, so the board sends them again
 
 
 class BoardLink:
@@ -110,12 +112,17 @@ class BoardLink:
                 self._refuse(refusal, frame, "unsupported frame")
             return
         self._last_heard = self.clock()
-        if self.up is not True:
-            self._set_up(True)
         try:
+            if self.up is not True:
+                self._set_up(True)
             self._dispatch(frame)
         except (ValueError, UnicodeError) as exc:
             self._refuse(codec.error(codec.ERR_BAD_PAYLOAD, frame.type), frame, str(exc))
+        except (sqlite3.Error, StoreError) as exc:
+            # Nothing was acknowledged: the board keeps the event and sends it again.  One bad
+            # frame, or a store briefly failing, never stops the link.
+            self.counters.store_errors += 1
+            log.error("the store failed on a frame", extra={"type": frame.type, "error": str(exc)})
 
     def _refuse(self, answer: bytes, frame: codec.Frame, why: str) -> None:
         self.counters.refused += 1

@@ -52,7 +52,7 @@ class Daemon:
 
     def __init__(self, config: Config, pin_factory: Any = None) -> None:
         self.config = config
-        self.store = EventStore(config.store.path)
+        self.store = EventStore(config.store.path, max_events=config.store.max_events)
         self.port = serial.Serial(config.serial.port, config.serial.baud, timeout=0, write_timeout=1)
         self.link = BoardLink(
             self.store,

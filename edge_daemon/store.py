@@ -13,6 +13,12 @@ A small key-value ``state`` table keeps what the daemon shows (link state, etc.)
 
 Event codes are not defined here; they live in ``alarmpost.events``.
 
+The store is bounded: past ``max_events`` rows, the events the centre has confirmed are
+deleted, the least important first (restores, cancels and tests, then troubles, then
+alarms), oldest first within each.  An event the centre has not confirmed is never
+deleted, so a flood of events from a faulty or hostile board can fill the store only with
+what is still owed to the centre.
+
 Threads: an ``EventStore`` holds one SQLite connection and must be used from the thread that
 opened it (sqlite3 refuses calls from another thread).  Other processes may read the file at
 the same time (WAL lets readers run beside the writer).
@@ -42,6 +48,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import sqlite3
 import time
 import uuid
@@ -50,7 +57,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
+log = logging.getLogger("edge_daemon.store")
+
 SCHEMA_VERSION = 2
+MAX_EVENTS = 100_000
+
+# The order events the centre has are deleted in, past max_events: restores (qualifier 3),
+# cancels, resets and tests (4xx-6xx) first, then troubles (3xx), then alarms and anything else.
+_PRIORITY = "CASE WHEN qualifier = 3 OR code BETWEEN 400 AND 699 THEN 0 WHEN code BETWEEN 300 AND 399 THEN 1 ELSE 2 END"
 
 _SCHEMA = """
 CREATE TABLE events (
@@ -164,8 +178,14 @@ class EventStore:
     True
     """
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, max_events: int = MAX_EVENTS):
+        if max_events < 1:
+            raise ValueError(f"max_events: {max_events} is below the minimum 1")
         self.path = Path(path)
+        self.max_events = max_events
+        self.pruned = 0  # confirmed events deleted to keep within max_events
+        self._count: int | None = None  # events stored, counted once and kept up to date
+        self._over_limit = False  # over max_events with nothing confirmed to delete: wait for the centre
         try:
             self._db = sqlite3.connect(self.path, timeout=10.0, isolation_level=None)
         except sqlite3.Error as exc:
@@ -266,7 +286,35 @@ class EventStore:
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (board, boot, seq, code, qualifier, zone, value, uptime_ms, when, source, str(uuid.uuid4())),
         )
-        return cursor.rowcount == 1
+        if cursor.rowcount != 1:
+            return False
+        if self._count is None:
+            self._count = self.count()
+        else:
+            self._count += 1
+        if self._count > self.max_events and not self._over_limit:
+            self._prune()
+        return True
+
+    def _prune(self) -> None:
+        """Delete confirmed events, least important and oldest first, down to ``max_events``; never an unconfirmed one.
+
+        Past the limit 1 % more is deleted at once, so the sort runs once per that many events, not at each.
+        """
+        excess = (self._count or 0) - self.max_events + self.max_events // 100
+        deleted = self._db.execute(
+            "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE uplinked_at IS NOT NULL"
+            f" ORDER BY {_PRIORITY}, id LIMIT ?)",
+            (excess,),
+        ).rowcount
+        self.pruned += deleted
+        self._count = self.count()
+        if self._count > self.max_events:
+            self._over_limit = True  # until the centre confirms more
+            log.warning(
+                "the event store is over its limit with events the centre has not confirmed; none is deleted",
+                extra={"events": self._count, "max_events": self.max_events},
+            )
 
     def retire(self, board: str) -> str:
         """File a board's events under a new name and return it, keeping every row.
@@ -275,7 +323,8 @@ class EventStore:
         erased): the new board's events then store under the post's name without
         clashing with the old ones, and nothing is deleted.
         """
-        retired = f"{board}~retired-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}"
+        # The time for people, a random tail so that two renumberings within a second never collide.
+        retired = f"{board}~retired-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:12]}"
         self._db.execute("UPDATE events SET board = ? WHERE board = ? AND source = 'board'", (retired, board))
         return retired
 
@@ -357,6 +406,9 @@ class EventStore:
                 changed += db.execute(
                     f"UPDATE {table} SET uplinked_at = ? WHERE id BETWEEN ? AND ? AND uplinked_at IS NULL", param
                 ).rowcount
+        if changed and table == "events" and self._over_limit:
+            self._over_limit = False
+            self._prune()
         return changed
 
     def add_audit(self, body: str, at: float | None = None) -> AuditRecord:

@@ -7,6 +7,11 @@
     (DHCP)           dnsmasq ×2, nft,       192.0.2.2       dnsmasq (every name → 198.51.100.10)
                      the portal                             web server 198.51.100.10:80,8080
                                                             the centre's MQTT broker
+                                                            a host on the WAN's own network,
+                                                            192.0.2.20:554 (a school camera)
+
+With ``phones=2`` or more, ``wlan1`` is a bridge (as an access point bridges its radio) and
+each phone has its own cable to it, so phones see each other's traffic as on one WiFi.
 
 The gateway's side of the "radio" is named like the Pi's USB WiFi adapter (``wlan1``) and
 its way out like the Pi's Ethernet (``eth0``), so the portal runs on its default config.
@@ -25,9 +30,10 @@ import secrets
 import shutil
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from hw_sim.netns import ip
 from hw_sim.paths import tool
@@ -36,6 +42,9 @@ GATEWAY_LAN = "10.73.0.1"
 GATEWAY_WAN = "192.0.2.2"
 INTERNET_WAN = "192.0.2.1"
 WEB_SERVER = "198.51.100.10"
+WAN_HOST = "192.0.2.20"  # on the gateway's WAN network, a public-looking address: the school's camera
+WAN_HOST_PORT = 554  # RTSP
+BRIDGE_MAC = "02:00:00:73:00:01"  # fixed, so the gateway's MAC does not change as phones join
 PHONE_IF, LAN_IF, WAN_IF, INTERNET_IF = "wlan0", "wlan1", "eth0", "uplink0"
 
 LEASE_SCRIPT = """#!/bin/sh
@@ -60,10 +69,11 @@ class Lease:
 class GateNetwork:
     """The three namespaces and their cables; processes started here die with it."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, phones: int = 1) -> None:
         suffix = secrets.token_hex(3)
         self.folder = folder
         self.phone, self.gateway, self.internet = (f"ap{role}-{suffix}" for role in ("phone", "gw", "inet"))
+        self.phones = [self.phone, *(f"apphone{n}-{suffix}" for n in range(2, phones + 1))]
         self._procs: list[subprocess.Popen[bytes]] = []
         self._made: list[str] = []
 
@@ -71,11 +81,18 @@ class GateNetwork:
 
     def open(self) -> GateNetwork:
         try:
-            for ns in (self.phone, self.gateway, self.internet):
+            for ns in (*self.phones, self.gateway, self.internet):
                 ip("netns", "add", ns)
                 self._made.append(ns)
                 ip("-n", ns, "link", "set", "lo", "up")
-            self._cable(self.phone, PHONE_IF, self.gateway, LAN_IF)
+            if len(self.phones) == 1:
+                self._cable(self.phone, PHONE_IF, self.gateway, LAN_IF)
+            else:
+                ip("-n", self.gateway, "link", "add", LAN_IF, "address", BRIDGE_MAC, "type", "bridge")
+                ip("-n", self.gateway, "link", "set", LAN_IF, "up")
+                for n, phone in enumerate(self.phones):
+                    self._cable(phone, PHONE_IF, self.gateway, f"radio{n}")
+                    ip("-n", self.gateway, "link", "set", f"radio{n}", "master", LAN_IF)
             self._cable(self.gateway, WAN_IF, self.internet, INTERNET_IF)
             ip("-n", self.gateway, "addr", "add", f"{GATEWAY_LAN}/22", "dev", LAN_IF)
             ip("-n", self.gateway, "addr", "add", f"{GATEWAY_WAN}/24", "dev", WAN_IF)
@@ -102,7 +119,8 @@ class GateNetwork:
         for ns in self._made:
             ip("netns", "del", ns, check=False)
         self._made.clear()
-        shutil.rmtree(Path("/etc/netns") / self.phone, ignore_errors=True)
+        for phone in self.phones:
+            shutil.rmtree(Path("/etc/netns") / phone, ignore_errors=True)
 
     def __enter__(self) -> GateNetwork:
         return self.open()
@@ -118,11 +136,25 @@ class GateNetwork:
     def run(self, ns: str, *command: str, timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
         return subprocess.run([*self.prefix(ns), *command], capture_output=True, text=True, timeout=timeout)
 
-    def start(self, ns: str, *command: str, log: str) -> subprocess.Popen[bytes]:
-        """Start ``command`` in ``ns`` with its output in ``folder/log``; it is killed on close."""
-        with open(self.folder / log, "ab") as out:
-            proc = subprocess.Popen([*self.prefix(ns), *command], stdout=out, stderr=subprocess.STDOUT)
+    def start(self, ns: str, *command: str, log: str, ready: str | None = None) -> subprocess.Popen[bytes]:
+        """Start ``command`` in ``ns`` with its output in ``folder/log``; it is killed on close.
+
+        ``ready``: the line the program prints once it serves; this returns only after it.
+        """
+        if ready is None:
+            with open(self.folder / log, "ab") as out:
+                proc = subprocess.Popen([*self.prefix(ns), *command], stdout=out, stderr=subprocess.STDOUT)
+            self._procs.append(proc)
+            return proc
+        proc = subprocess.Popen([*self.prefix(ns), *command], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         self._procs.append(proc)
+        assert proc.stdout is not None
+        seen = b""
+        while (line := proc.stdout.readline()) and line.strip() != ready.encode():
+            seen += line
+        if not line:
+            raise RuntimeError(f"{command[0]} ended before it was ready:\n{seen.decode(errors='replace')}")
+        threading.Thread(target=_copy, args=(proc.stdout, self.folder / log), daemon=True).start()
         return proc
 
     def start_internet(self) -> None:
@@ -139,6 +171,20 @@ class GateNetwork:
             "--port",
             "8080",
             log="internet-web.log",
+            ready="ready",
+        )
+        ip("-n", self.internet, "addr", "add", f"{WAN_HOST}/24", "dev", INTERNET_IF)
+        self.start(
+            self.internet,
+            sys.executable,
+            "-m",
+            "hw_sim.internet",
+            "--bind",
+            WAN_HOST,
+            "--port",
+            str(WAN_HOST_PORT),
+            log="wan-host.log",
+            ready="ready",
         )
         self.start(
             self.internet,
@@ -155,16 +201,21 @@ class GateNetwork:
 
     # -- the phone --------------------------------------------------------------------
 
-    def dhcp(self, timeout_s: int = 10) -> Lease:
-        """Ask for an address as a phone does; configure the phone with what came back."""
-        script = self.folder / "udhcpc.sh"
+    def dhcp(self, timeout_s: int = 10, phone: str | None = None, hostname: str | None = None) -> Lease:
+        """Ask for an address as a phone does (sending ``hostname``, as phones send their device
+        name, e.g. "Li-Mei-de-iPhone"); configure the phone with what came back."""
+        phone = phone or self.phone
+        folder = self.folder / phone
+        folder.mkdir(exist_ok=True)
+        script = folder / "udhcpc.sh"
         script.write_text(LEASE_SCRIPT)
         script.chmod(0o755)
-        (self.folder / "lease.env").unlink(missing_ok=True)
+        (folder / "lease.env").unlink(missing_ok=True)
         done = self.run(
-            self.phone,
+            phone,
             tool("busybox"),
             "udhcpc",
+            *(["-x", f"hostname:{hostname}"] if hostname else []),
             "-i",
             PHONE_IF,
             "-f",
@@ -180,12 +231,12 @@ class GateNetwork:
             str(script),
             timeout=timeout_s + 10,
         )
-        if done.returncode or not (self.folder / "lease.env").exists():
+        if done.returncode or not (folder / "lease.env").exists():
             raise RuntimeError(f"the phone got no DHCP lease:\n{done.stdout}{done.stderr}")
-        lease = _parse_lease((self.folder / "lease.env").read_text())
-        ip("-n", self.phone, "addr", "add", f"{lease.ip}/{lease.prefix}", "dev", PHONE_IF)
-        ip("-n", self.phone, "route", "add", "default", "via", lease.router)
-        resolv = Path("/etc/netns") / self.phone / "resolv.conf"
+        lease = _parse_lease((folder / "lease.env").read_text())
+        ip("-n", phone, "addr", "add", f"{lease.ip}/{lease.prefix}", "dev", PHONE_IF)
+        ip("-n", phone, "route", "add", "default", "via", lease.router)
+        resolv = Path("/etc/netns") / phone / "resolv.conf"
         resolv.parent.mkdir(parents=True, exist_ok=True)
         resolv.write_text(f"nameserver {lease.dns}\noptions timeout:1 attempts:2\n")
         return lease
@@ -198,19 +249,40 @@ class GateNetwork:
         done = self.run(self.phone, *command, timeout=timeout + 20)
         return _json_line(done)
 
-    def connect(self, host: str, port: int, timeout: float = 1.0) -> bool:
-        """Whether the phone can open a TCP connection to ``host:port``."""
+    def connect(self, host: str, port: int, timeout: float = 1.0, ns: str | None = None) -> bool:
+        """Whether the phone (or whoever is in ``ns``) can open a TCP connection to ``host:port``."""
         done = self.run(
-            self.phone, sys.executable, "-m", "hw_sim.phone", "connect", host, str(port), "--timeout", str(timeout)
+            ns or self.phone,
+            sys.executable,
+            "-m",
+            "hw_sim.phone",
+            "connect",
+            host,
+            str(port),
+            "--timeout",
+            str(timeout),
         )
         return bool(_json_line(done)["connected"])
 
-    def phone_mac(self) -> str:
-        return self._mac(self.phone, PHONE_IF)
+    def dns(self, server: str, name: str, qtype: str = "A") -> dict[str, Any]:
+        """The phone asks ``server`` for ``name`` (``A`` or ``PTR``): the reply's rcode and answers."""
+        done = self.run(self.phone, sys.executable, "-m", "hw_sim.phone", "dns", server, name, qtype)
+        return _json_line(done)
+
+    def phone_mac(self, phone: str | None = None) -> str:
+        return self._mac(phone or self.phone, PHONE_IF)
 
     def _mac(self, ns: str, interface: str) -> str:
         info = json.loads(ip("-n", ns, "-j", "link", "show", interface))
         return str(info[0]["address"])
+
+
+def _copy(source: IO[bytes], path: Path) -> None:
+    """A started program's further output, into its log."""
+    with open(path, "ab") as out:
+        for line in source:
+            out.write(line)
+            out.flush()
 
 
 def _json_line(done: subprocess.CompletedProcess[str]) -> dict[str, Any]:

@@ -24,6 +24,19 @@ from alarmpost import events as ev
 from hw_sim.bench import Bench, BenchError
 
 
+def write_secret(path: Path, text: str) -> Path:
+    """Write a key or password file as an installer should: readable and writable by its owner only (0600).
+
+    The daemon refuses a secret that group or others may read.  The file is made
+    0600 before its text is written, so the secret is never readable by others.
+    """
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(descriptor, 0o600)  # an existing file keeps its mode through O_CREAT
+    with os.fdopen(descriptor, "w") as f:
+        f.write(text)
+    return path
+
+
 class PiProcess:
     """The edge daemon as its own process, with GPIO off."""
 

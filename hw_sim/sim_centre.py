@@ -37,6 +37,7 @@ from edge_daemon import auth
 from edge_daemon.centre import Centre, CentreError, Message
 from edge_daemon.commands import BOARD_STATUSES
 from edge_daemon.viewer import Picture
+from hw_sim.linked import write_secret
 from hw_sim.mosquitto import BrokerError, Mosquitto
 from hw_sim.mqtt_broker import BrokerThread
 from hw_sim.paths import MissingTool, tool
@@ -135,7 +136,7 @@ class SimCentre:
         self._shown_pictures = 0
         self.broker = SimBroker(folder, broker)
         self.key_file = folder / "command.key"
-        self.key_file.write_text(auth.new_key() + "\n")
+        write_secret(self.key_file, auth.new_key() + "\n")
         self.key_file.chmod(0o600)
         self.post = ""
         self.centre: Centre | None = None

@@ -25,7 +25,7 @@ from alarmpost import events as ev
 from edge_daemon import auth
 from edge_daemon.centre import Centre
 from hw_sim.bench import Bench, Logged
-from hw_sim.linked import PiProcess, linked_bench
+from hw_sim.linked import PiProcess, linked_bench, write_secret
 
 
 class UplinkedPost:
@@ -50,7 +50,7 @@ class UplinkedPost:
         self.post = post
         self.key = bytes.fromhex(auth.new_key())
         key_file = folder / "command.key"
-        key_file.write_text(self.key.hex())
+        write_secret(key_file, self.key.hex())
         settings: dict[str, Any] = {
             "enabled": True,
             "host": host,
@@ -63,6 +63,15 @@ class UplinkedPost:
             "reconnect_max_s": 2.0,
         }
         settings.update(uplink or {})
+        # The rig installs the post as an installer would: the secrets it is given readable by
+        # their owner only (the daemon refuses a secret that group or others may read).
+        for secret in (
+            settings.get("password_file"),
+            settings.get("key_file"),
+            (camera or {}).get("ptz_password_file"),
+        ):
+            if secret and Path(secret).is_file():
+                Path(secret).chmod(0o600)
         toml = "\n[uplink]\n" + "".join(f"{k} = {_toml(v)}\n" for k, v in settings.items())
         if camera is not None:
             pictures = {"enabled": True, "backend": "sim", "width": 320, "height": 240, "fps": 10.0}

@@ -330,3 +330,49 @@ def test_a_board_numbering_afresh_is_filed_apart_and_its_events_stored(tmp_path)
         filed = {e.board for e in store.events() if e.board != "post-1"}
         assert len(filed) == 1 and filed.pop().startswith("post-1~retired-")
         assert store.count() == 7
+
+
+def _event_frame(seq: int, code: int = ev.PANIC) -> bytes:
+    return codec.encode(codec.EVENT, codec.pack_event(ev.Event(seq, 1, 0, code, ev.NEW, 1)))
+
+
+def _fresh_hello(last_seq: int) -> bytes:
+    return codec.encode(codec.HELLO, codec.pack(codec.HELLO, 77, 1, 1, last_seq, tail=codec.texts("0.2.0", "sim")))
+
+
+def test_two_numbering_restarts_within_a_second_are_both_filed_apart(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A board (faulty or hostile) restarting its numbering twice in a second: both runs kept, the link goes on."""
+    written: list[bytes] = []
+    with EventStore(tmp_path / "events.db") as store:
+        link = BoardLink(store, "post-1", written.append)
+        for restart in range(3):  # the first run, then two restarts back to back (well within one second)
+            if restart:
+                link.feed(_fresh_hello(0))
+            for seq in (1, 2, 3):
+                link.feed(_event_frame(seq))
+        assert [e.seq for e in store.events("post-1") if e.source == "board"] == [1, 2, 3]
+        filed = {e.board for e in store.events() if e.board != "post-1"}
+        assert len(filed) == 2 and all(name.startswith("post-1~retired-") for name in filed)
+        assert store.count() == 9 and link.counters.store_errors == 0
+
+
+def test_a_store_error_on_one_frame_is_counted_and_the_link_goes_on(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The store failing (here: a trigger refusing one event) never escapes feed; the event is not acknowledged,
+    so the board sends it again, and the frames after it are handled."""
+    written: list[bytes] = []
+    with EventStore(tmp_path / "events.db") as store:
+        link = BoardLink(store, "post-1", written.append)
+        link.feed(_event_frame(1))
+        store._db.execute(
+            "CREATE TRIGGER refuse_seq_2 BEFORE INSERT ON events WHEN NEW.seq = 2 AND NEW.source = 'board'"
+            " BEGIN SELECT RAISE(ABORT, 'disk says no'); END"
+        )
+        before = len(written)
+        link.feed(_event_frame(2) + _event_frame(3))  # both in one read: the second is still handled
+        assert link.counters.store_errors == 1
+        acks = [codec.unpack(codec.ACK, f.payload)[0][0] for f in codec.Decoder().feed(b"".join(written[before:]))]
+        assert acks == [1]  # 3 is held after the gap; 2 is never acknowledged
+        store._db.execute("DROP TRIGGER refuse_seq_2")
+        link.feed(_event_frame(2))  # the board's resend
+        assert [e.seq for e in store.events("post-1") if e.source == "board"] == [1, 2, 3]
+        assert codec.unpack(codec.ACK, codec.Decoder().feed(written[-1])[0].payload)[0][0] == 3

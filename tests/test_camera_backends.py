@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 import queue
 import random
 import socket
@@ -15,6 +16,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -171,19 +173,62 @@ def test_an_oversize_frame_is_dropped_and_the_next_one_kept() -> None:
 # -- the command line -------------------------------------------------------------------------------------------------
 
 
-def test_rtsp_goes_over_tcp_and_the_command_can_be_shown_without_credentials() -> None:
+def test_rtsp_goes_over_tcp_and_neither_url_nor_password_is_on_the_command_line() -> None:
     camera = FfmpegCamera("rtsp://viewer:s3cret@192.168.1.20:554/stream1", 640, 480, 10.0, 75)
     argv = camera.command()
-    assert argv[argv.index("-rtsp_transport") + 1] == "tcp"
-    assert argv.index("-rtsp_transport") < argv.index("-i")
-    assert argv[argv.index("-i") + 1] == camera.url
+    assert "s3cret" not in " ".join(argv) and "192.168.1.20" not in " ".join(argv)
+    assert argv[argv.index("-i") + 1] == "pipe:0" and argv[argv.index("-f") + 1] == "concat"
     assert argv[argv.index("-vf") + 1] == "fps=10,scale=640:480"
     assert argv[argv.index("-q:v") + 1] == "4"
     assert argv[-3:] == ["-f", "image2pipe", "-"]
-    shown = camera.command(masked=True)
-    assert "rtsp://***@192.168.1.20:554/stream1" in shown and "s3cret" not in " ".join(shown)
-    http = FfmpegCamera("http://192.168.1.20/video.mjpg", 320, 240, 5.0, 75).command()
-    assert "-rtsp_transport" not in http and "-rw_timeout" in http
+    script = camera.script().splitlines()
+    assert script == [
+        "ffconcat version 1.0",
+        "file 'rtsp://viewer:s3cret@192.168.1.20:554/stream1'",
+        "option rtsp_transport tcp",
+        "option timeout 5000000",
+    ]
+    shown = camera.script(masked=True)
+    assert "rtsp://***@192.168.1.20:554/stream1" in shown and "s3cret" not in shown
+    http = FfmpegCamera("http://192.168.1.20/video.mjpg", 320, 240, 5.0, 75).script()
+    assert "rtsp_transport" not in http and "option rw_timeout 5000000" in http
+    quoted = FfmpegCamera("http://tech:it's@192.168.1.20/video.mjpg", 320, 240, 5.0, 75).script()
+    assert "file 'http://tech:it'\\''s@192.168.1.20/video.mjpg'" in quoted  # as ffmpeg unquotes it
+
+
+def ffmpeg_children() -> list[int]:
+    """The ids of the ffmpeg processes this test process started."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            status = (entry / "status").read_text()
+        except OSError:
+            continue
+        fields = dict(line.split(":\t", 1) for line in status.splitlines() if ":\t" in line)
+        if fields.get("PPid", "").strip() == str(os.getpid()) and fields.get("Name", "").strip() == "ffmpeg":
+            found.append(int(entry.name))
+    return found
+
+
+def test_the_camera_password_is_not_in_the_running_ffmpegs_command_line(
+    ffmpeg: str, cameras: list[FfmpegCamera]
+) -> None:
+    """What ``ps`` shows of the real ffmpeg holds no password, while the frames from the camera still come."""
+    frames: queue.Queue[Frame] = queue.Queue()
+    with MjpegServer(SimCamera(320, 240, fps=10.0)) as server:
+        camera = FfmpegCamera(
+            f"http://tech:s3cret@127.0.0.1:{server.port}/stream.mjpg", 160, 120, 10.0, 75, ffmpeg=ffmpeg
+        )
+        cameras.append(camera)
+        camera.start(frames.put)
+        assert is_jpeg(next_frame(frames).jpeg)  # ffmpeg got the URL, credentials included
+        (pid,) = ffmpeg_children()
+        cmdline = (Path("/proc") / str(pid) / "cmdline").read_bytes()
+        camera.stop()
+    assert cmdline.split(b"\0")[0].endswith(b"ffmpeg")
+    assert b"s3cret" not in cmdline and b"tech" not in cmdline and str(server.port).encode() not in cmdline
 
 
 def test_jpeg_quality_maps_onto_ffmpeg_qscale() -> None:

@@ -77,3 +77,34 @@ def test_config_set_is_checked_and_written_atomically(rig) -> None:  # type: ign
     assert written["siren_cutoff_s"] == 600
     assert written["switch_debounce_ms"] == 5  # the rest of the config is kept
     assert not (bench.flash / "config.tmp").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "reason"),
+    [
+        (b"siren_cutoff_s=5", b"siren_cutoff_s: 5 is below the minimum 180 for a remote change"),
+        (b"siren_cutoff_s=179", b"siren_cutoff_s: 179 is below the minimum 180 for a remote change"),
+        (b"siren_duty_pct=1", b"siren_duty_pct: 1 is below the minimum 25 for a remote change"),
+        (b"strobe_duty_pct=24", b"strobe_duty_pct: 24 is below the minimum 25 for a remote change"),
+    ],
+)
+def test_a_remote_config_set_cannot_make_the_alarm_nearly_silent(rig, args: bytes, reason: bytes) -> None:  # type: ignore[no-untyped-def]
+    bench, daemon = rig
+    before = (bench.flash / "config.json").read_bytes()
+    assert command(daemon, codec.CMD_CONFIG_SET, args) == (codec.BAD_ARGS, reason)
+    assert (bench.flash / "config.json").read_bytes() == before  # nothing written
+    assert not (bench.flash / "config.tmp").exists()
+
+
+def test_a_remote_config_set_may_go_down_to_the_floors_and_leaves_the_local_values_alone(rig) -> None:  # type: ignore[no-untyped-def]
+    bench, daemon = rig
+    # A technician's short cut-off in config.json at the post stays, and does not stop a remote
+    # change of another field: only the field being set is held to its floor.
+    local = json.loads((bench.flash / "config.json").read_text())
+    (bench.flash / "config.json").write_text(json.dumps(dict(local, siren_cutoff_s=5)))
+    for args in (b"siren_duty_pct=25", b"strobe_duty_pct=25"):
+        assert command(daemon, codec.CMD_CONFIG_SET, args) == (codec.OK, b"applies at the next boot")
+    written = json.loads((bench.flash / "config.json").read_text())
+    assert (written["siren_cutoff_s"], written["siren_duty_pct"], written["strobe_duty_pct"]) == (5, 25, 25)
+    assert command(daemon, codec.CMD_CONFIG_SET, b"siren_cutoff_s=180") == (codec.OK, b"applies at the next boot")
+    assert json.loads((bench.flash / "config.json").read_text())["siren_cutoff_s"] == 180

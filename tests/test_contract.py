@@ -556,6 +556,7 @@ def test_malformed_signature_headers_are_malformed(change: dict[str, str], named
 def test_a_key_file_loads(tmp_path: Path) -> None:
     path = tmp_path / "post.key"
     path.write_text("\n  " + KEY.hex() + "\n")
+    path.chmod(0o600)  # a key file others can read is refused (tests/test_edge_config.py)
     assert load_key(path) == KEY
     fresh = new_key()
     path.write_text(fresh)

@@ -10,6 +10,7 @@ import doctest
 import io
 import json
 import logging
+import os
 import subprocess
 import sys
 import tomllib
@@ -327,3 +328,84 @@ def test_text_logs_and_a_second_setup_replaces_the_first(root_logger: logging.Lo
         logs.setup("verbose", "json")
     with pytest.raises(ValueError, match="log.format"):
         logs.setup("info", "xml")
+
+
+# -- secret files ------------------------------------------------------------------------------------------------
+
+
+def _secret(path: Path, text: str, mode: int) -> Path:
+    path.write_text(text)
+    path.chmod(mode)
+    return path
+
+
+def _not_root_owned(path: Path) -> None:
+    """Owned by an ordinary user (it is already, unless the tests run as root)."""
+    if os.geteuid() == 0:
+        os.chown(path, 65534, 65534)
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o604, 0o660, 0o620, 0o602])
+def test_a_command_key_others_may_read_or_change_is_refused_naming_the_fix(tmp_path: Path, mode: int) -> None:
+    from edge_daemon.auth import KeyFileError, load_key
+
+    key = _secret(tmp_path / "command.key", "ab" * 32, mode)
+    _not_root_owned(key)
+    with pytest.raises(KeyFileError) as refused:
+        load_key(key)
+    assert str(refused.value).startswith(f"{key}: mode {mode:04o} lets group or others read or change it")
+    assert f"chmod 600 {key}" in str(refused.value)
+    key.chmod(0o600)
+    assert load_key(key) == bytes.fromhex("ab" * 32)
+
+
+def test_a_root_owned_key_only_its_group_may_read_is_accepted(tmp_path: Path) -> None:
+    """root:alarmpost 0640, as the install guide makes it: the daemon reads it through its group, cannot change it."""
+    from edge_daemon.auth import KeyFileError, load_key, secret_file_problem
+
+    key = _secret(tmp_path / "command.key", "ab" * 32, 0o640)
+    if os.geteuid() == 0:
+        assert load_key(key) == bytes.fromhex("ab" * 32)
+        key.chmod(0o644)
+        assert "chmod 600" in (secret_file_problem(key) or "")
+    else:  # not root: the file is the test user's own, and so owner-only is the rule
+        with pytest.raises(KeyFileError, match="chmod 600"):
+            load_key(key)
+
+
+def _uplink_config(tmp_path: Path, **files: Path) -> str:
+    key = _secret(tmp_path / "command.key", "ab" * 32, 0o600)
+    lines = "".join(f'{name} = "{path}"\n' for name, path in files.items())
+    return (
+        f'[serial]\nport = "/dev/serial0"\n[uplink]\nenabled = true\ntls = false\ncommand_key_file = "{key}"\n{lines}'
+    )
+
+
+def test_a_broker_password_file_others_may_read_is_refused(tmp_path: Path) -> None:
+    password = _secret(tmp_path / "mqtt.password", "hunter2\n", 0o644)
+    _not_root_owned(password)
+    errors = errors_of(_uplink_config(tmp_path, password_file=password))
+    assert errors == [
+        f"uplink.password_file: {password}: mode 0644 lets group or others read or change it; fix: chmod 600 {password}"
+    ]
+    password.chmod(0o600)
+    assert parse_config(_uplink_config(tmp_path, password_file=password), "edge.toml").uplink.password_file == str(
+        password
+    )
+
+
+def test_a_command_key_others_may_read_is_refused_by_the_config_check(tmp_path: Path) -> None:
+    text = _uplink_config(tmp_path)
+    key = tmp_path / "command.key"
+    key.chmod(0o644)
+    _not_root_owned(key)
+    (error,) = errors_of(text)
+    assert error.startswith(f"uplink.command_key_file: {key}: mode 0644") and f"chmod 600 {key}" in error
+
+
+def test_a_ptz_password_file_others_may_read_is_refused(tmp_path: Path) -> None:
+    ptz = _secret(tmp_path / "ptz.password", "s3cret\n", 0o644)
+    _not_root_owned(ptz)
+    camera = f'[camera]\nenabled = true\nbackend = "sim"\nptz_password_file = "{ptz}"\n'
+    (error,) = errors_of(_uplink_config(tmp_path) + camera)
+    assert error.startswith(f"camera.ptz_password_file: {ptz}: mode 0644") and f"chmod 600 {ptz}" in error

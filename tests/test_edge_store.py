@@ -310,3 +310,49 @@ def test_every_event_add_returned_for_survives_sigkill(tmp_path: Path) -> None:
 def test_docstring_examples_run() -> None:
     result = doctest.testmod(store_module)
     assert result.failed == 0 and result.attempted > 0
+
+
+def _fill(store: EventStore, codes: list[tuple[int, int]]) -> None:
+    for seq, (code, qualifier) in enumerate(codes, start=store.last_seq("post-1") + 1):
+        assert store.add("post-1", 1, seq, code, qualifier, 1, 0, seq)
+
+
+def test_past_max_events_confirmed_events_go_least_important_and_oldest_first(tmp_path: Path) -> None:
+    with EventStore(tmp_path / "events.db", max_events=6) as store:
+        # 1 alarm, 2 trouble, 3 test, 4 restore, 5 alarm, 6 trouble, all confirmed by the centre
+        _fill(store, [(120, 1), (301, 1), (602, 1), (301, 3), (120, 1), (302, 1)])
+        store.mark_uplinked([e.id for e in store.events()])
+        _fill(store, [(137, 1)])  # one over: the oldest of the lowest class (the test, seq 3) goes
+        assert [e.seq for e in store.events()] == [1, 2, 4, 5, 6, 7]
+        _fill(store, [(120, 1)])  # then the restore (seq 4)
+        assert [e.seq for e in store.events()] == [1, 2, 5, 6, 7, 8]
+        _fill(store, [(120, 1), (120, 1)])  # then the troubles, oldest first, before any alarm
+        assert [e.seq for e in store.events()] == [1, 5, 7, 8, 9, 10]
+        assert store.pruned == 4 and store.count() == 6
+
+
+def test_an_event_the_centre_has_not_confirmed_is_never_deleted(tmp_path: Path) -> None:
+    with EventStore(tmp_path / "events.db", max_events=3) as store:
+        _fill(store, [(602, 1), (602, 1)])
+        store.mark_uplinked([e.id for e in store.events()])
+        _fill(store, [(602, 1)] * 5)  # a flood of tests while the centre is away
+        assert [e.seq for e in store.events()] == [3, 4, 5, 6, 7]  # only the confirmed ones went
+        assert all(e.uplinked_at is None for e in store.events())
+        store.mark_uplinked([e.id for e in store.events()][:3])  # the centre catches up: back within the limit
+        assert [e.seq for e in store.events()] == [5, 6, 7]
+        assert {e.seq for e in store.events() if e.uplinked_at is None} == {6, 7}
+
+
+def test_the_bound_holds_across_a_restart_of_the_daemon(tmp_path: Path) -> None:
+    path = tmp_path / "events.db"
+    with EventStore(path, max_events=4) as store:
+        _fill(store, [(602, 1)] * 4)
+        store.mark_uplinked([e.id for e in store.events()])
+    with EventStore(path, max_events=4) as store:
+        _fill(store, [(120, 1)])
+        assert store.count() == 4 and [e.seq for e in store.events()] == [2, 3, 4, 5]
+
+
+def test_max_events_below_one_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="max_events: 0 is below the minimum 1"):
+        EventStore(tmp_path / "events.db", max_events=0)

@@ -12,6 +12,7 @@ import json
 import re
 import socket
 import threading
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -213,6 +214,23 @@ def test_a_forged_or_stale_accept_form_opens_nothing(portal: LoopbackPortal) -> 
     assert portal.post("/accept", f"token={other.group(1).decode()}")[0] == 400
     assert portal.firewall.sessions() == {}
     assert portal.access_log.open_sessions() == []
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        "１７００００００００.0123456789abcdef0123456789abcdef",  # full-width digits: isdigit() says yes
+        "٣.0123456789abcdef0123456789abcdef",  # Arabic-Indic digit
+        "1700000000.0123456789abcdef0123456789abcdeé",
+        "令牌",
+    ],
+)
+def test_a_non_ascii_accept_token_gets_a_clear_400(portal: LoopbackPortal, token: str) -> None:
+    status, _, body = portal.post("/accept", urllib.parse.urlencode({"token": token, "lang": "zh"}))
+    assert status == 400 and b"token is not plain ASCII" in body, (status, body[:300])
+    assert portal.firewall.sessions() == {}
+    assert portal.access_log.open_sessions() == []
+    assert portal.accept()[0] == 303  # and the phone can still accept with its real form
 
 
 def test_a_device_the_kernel_cannot_name_gets_a_clear_403(portal: LoopbackPortal) -> None:

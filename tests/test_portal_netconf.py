@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 
 from captive_portal import netconf
-from captive_portal.config import Config, check_data, parse_config
+from captive_portal.config import Config, ConfigError, check_data, parse_config
 from hw_sim.netns import ip
 
 from .conftest import require, require_netns
@@ -227,6 +227,51 @@ def test_ruleset_values_come_from_the_config() -> None:
     assert netconf.kbit_to_bytes_per_s(64) == 8000
     assert text.startswith("# Generated from ")
     assert "\ntable inet alarmpost_portal\ndelete table inet alarmpost_portal\ntable inet alarmpost_portal {\n" in text
+
+
+def test_phones_are_kept_from_private_special_and_the_wans_own_networks(tmp_path: Path) -> None:
+    cfg = config(wan={"blocked_networks": ["203.0.113.0/26"]})
+    text = netconf.render_nft(cfg, wan_networks=["202.101.8.0/29", "10.1.2.0/24"])
+    (rule,) = [line for line in text.splitlines() if "ip daddr {" in line and line.endswith("drop")]
+    blocked = rule.split("{ ")[1].split(" }")[0].split(", ")
+    for network in ("10.0.0.0/8", "100.64.0.0/10", "0.0.0.0/8", "198.18.0.0/15", "224.0.0.0/3"):
+        assert network in blocked
+    assert "203.0.113.0/26" in blocked and "202.101.8.0/29" in blocked
+    assert "10.1.2.0/24" not in blocked, "a network inside a blocked one is left out (nft refuses overlaps)"
+    require_root()
+    path = tmp_path / "portal.nft"
+    path.write_text(text)
+    done = nft_check(path)
+    assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ('"202.101.8.0/26"', "not an array of IPv4 networks"),
+        ('["202.101.8.0"]', "not an IPv4 network in CIDR form"),
+        ('["202.101.8.9/26"]', 'has host bits set: write the network, e.g. "202.101.8.0/26"'),
+        ('["0.0.0.0/0"]', "wider than /8"),
+        ("[26]", "not an IPv4 network in CIDR form"),
+    ],
+)
+def test_blocked_networks_are_checked(value: str, problem: str) -> None:
+    with pytest.raises(ConfigError) as refused:
+        parse_config(f"[wan]\nblocked_networks = {value}")
+    assert [error for error in refused.value.errors if error.startswith("wan.blocked_networks: ")]
+    assert problem in str(refused.value)
+
+
+def test_the_wans_own_networks_are_read_from_the_kernels_routes(tmp_path: Path) -> None:
+    routes = tmp_path / "route"
+    routes.write_text(
+        "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n"
+        "eth0\t00000000\t016465CA\t0003\t0\t0\t0\t00000000\t0\t0\t0\n"  # default via 202.101.100.1
+        "eth0\t006465CA\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n"  # 202.101.100.0/24 on the link
+        "wlan1\t0000490A\t00000000\t0001\t0\t0\t0\t00FCFFFF\t0\t0\t0\n"  # the gate network
+    )
+    assert netconf.wan_networks("eth0", routes) == ["202.101.100.0/24"]
+    assert netconf.wan_networks("eth1", routes) == []
 
 
 # --- the ruleset loaded, in network namespaces -------------------------------------------------

@@ -180,3 +180,10 @@ def test_config_trouble_is_restored_once_the_config_is_fixed(make_bench: Callabl
     restore = bench.wait_event(ev.SYSTEM_TROUBLE, ev.RESTORE, zone=ev.ZONE_CONFIG, since=mark)
     assert restore.boot == 2
     assert not bench.troubles[1:] or all("siren_cutoff_s" in t for t in bench.troubles)
+
+
+def test_the_config_json_written_at_the_post_keeps_the_whole_range_of_the_outputs() -> None:
+    """A technician's config.json may go below the floors a remote config_set has (test_commands.py):
+    the bench's short test timings are written there."""
+    values, errors = settings.check_config({"siren_cutoff_s": 5, "siren_duty_pct": 1, "strobe_duty_pct": 1})
+    assert errors == [] and (values["siren_cutoff_s"], values["siren_duty_pct"], values["strobe_duty_pct"]) == (5, 1, 1)

@@ -18,6 +18,7 @@ import pytest
 from alarmpost import events as ev
 from edge_daemon import auth, contract
 from edge_daemon.centre import Centre, Message
+from hw_sim.linked import write_secret
 from hw_sim.mosquitto import Mosquitto
 from hw_sim.uplinked import UplinkedPost, press_once
 
@@ -257,7 +258,7 @@ def test_home_assistant_sees_the_post_and_its_buttons_ask_only_harmless_things(
 def test_the_centre_command_line_sends_a_signed_command(post: UplinkedPost, centre: Centre, tmp_path: Path) -> None:
     keys = tmp_path / "keys" / post.site
     keys.mkdir(parents=True)
-    (keys / f"{post.post}.key").write_text(post.key.hex())
+    write_secret(keys / f"{post.post}.key", post.key.hex())
     target = f"{post.site}/{post.post}"
     common = ["--host", post.host, "--port", str(post.port), "--no-tls", "--username", "", "--keys", str(keys.parent)]
     done = subprocess.run(
@@ -280,3 +281,16 @@ def test_health_reports_the_backlog_and_the_link(post: UplinkedPost, centre: Cen
     assert health["backlog"] >= 0 and health["connects"] >= 1
     assert set(health["link"]) >= {"stored", "duplicates", "refused", "gaps"}
     assert health["disk_free_bytes"] > 0 and health["store_bytes"] > 0
+
+
+def test_a_refused_config_set_is_answered_and_audited_with_its_reason(post: UplinkedPost, centre: Centre) -> None:
+    reason = "siren_cutoff_s: 5 is below the minimum 180 for a remote change"
+    centre.wait_for(lambda m: m.channel == "state" and m.payload["link"] == "up", since=0)  # the board answers
+    result = centre.command(
+        post.site, post.post, "config_set", {"key": "siren_cutoff_s", "value": 5}, operator="desk 9"
+    )
+    assert result["status"] == "bad_args" and reason in result["detail"]
+    audit = centre.wait_for(lambda m: m.channel == "audit" and m.payload["operator"] == "desk 9", since=0).payload
+    assert (audit["command"], audit["auth"], audit["status"]) == ("config_set", "valid", "bad_args")
+    assert reason in audit["detail"]
+    assert "siren_cutoff_s" not in json.loads((post.bench.flash / "config.json").read_text())

@@ -54,24 +54,39 @@ def status(post):
 
 
 def config_set(post, args):
-    """``key=json value``: checked like config.json, written atomically, used from the next boot."""
-    import gc
+    """``key=json value``: checked against the floors for a remote change, then like config.json;
+    written atomically, used from the next boot.
 
-    gc.collect()  # the settings schema is the largest thing the firmware loads: give it whole free blocks
-    from alarmpost import settings
-
-    try:
-        return _write_config(post, settings, args)
-    finally:
-        unload("settings")
-
-
-def _write_config(post, settings, args):
+    The siren and the strobe have floors for a change by command (docs/alarm-core.md): only
+    the config.json written at the post may go below them.  They are checked before the
+    settings schema is loaded, so a refusal costs no heap.
+    """
     try:
         key, _, raw = args.decode().partition("=")
         value = json.loads(raw)
     except (ValueError, UnicodeError) as exc:
         return codec.BAD_ARGS, _clip("not key=json value: %s" % exc)
+    least = {"siren_cutoff_s": 180, "siren_duty_pct": 25, "strobe_duty_pct": 25}.get(key)
+    if least and type(value) in (int, float) and value < least:
+        return codec.BAD_ARGS, _clip("%s: %s is below the minimum %d for a remote change" % (key, value, least))
+    import gc
+
+    # The settings schema is the largest thing the firmware loads, on a heap the alarm tasks
+    # share: collect first so it gets whole free blocks, and once more if it still did not fit.
+    for attempt in (1, 2):
+        gc.collect()
+        try:
+            from alarmpost import settings
+
+            return _write_config(post, settings, key, value)
+        except MemoryError:
+            if attempt == 2:
+                raise
+        finally:
+            unload("settings")
+
+
+def _write_config(post, settings, key, value):
     current, error = settings.load_json(post.path("config.json"))
     if error:
         current = {}  # a broken file is replaced by a checked one
