@@ -157,35 +157,26 @@ class GateNetwork:
         threading.Thread(target=_copy, args=(proc.stdout, self.folder / log), daemon=True).start()
         return proc
 
+    def _web_server(self, address: str, ports: list[int], log: str) -> None:
+        """``hw_sim.internet`` answering on ``address`` at ``ports``, in the internet namespace."""
+        port_args = [arg for port in ports for arg in ("--port", str(port))]
+        self.start(
+            self.internet,
+            sys.executable,
+            "-m",
+            "hw_sim.internet",
+            "--bind",
+            address,
+            *port_args,
+            log=log,
+            ready="ready",
+        )
+
     def start_internet(self) -> None:
         """The web server and the upstream DNS that answers every name with it."""
-        self.start(
-            self.internet,
-            sys.executable,
-            "-m",
-            "hw_sim.internet",
-            "--bind",
-            WEB_SERVER,
-            "--port",
-            "80",
-            "--port",
-            "8080",
-            log="internet-web.log",
-            ready="ready",
-        )
+        self._web_server(WEB_SERVER, [80, 8080], "internet-web.log")
         ip("-n", self.internet, "addr", "add", f"{WAN_HOST}/24", "dev", INTERNET_IF)
-        self.start(
-            self.internet,
-            sys.executable,
-            "-m",
-            "hw_sim.internet",
-            "--bind",
-            WAN_HOST,
-            "--port",
-            str(WAN_HOST_PORT),
-            log="wan-host.log",
-            ready="ready",
-        )
+        self._web_server(WAN_HOST, [WAN_HOST_PORT], "wan-host.log")
         self.start(
             self.internet,
             tool("dnsmasq"),
