@@ -463,36 +463,32 @@ class Uplink:
 
     def _receipt(self, payload: bytes, headers: dict[str, str]) -> None:
         """The centre has recorded these rows: take them out of the outbox (one commit)."""
-        problem = self._receipt_problem(payload, headers)
-        if problem is not None:
+        try:
+            ranges = self._checked_receipt(payload, headers)
+        except contract.ContractError as exc:
             self.counters.bad_receipts += 1
-            log.error("receipt refused: nothing confirmed", extra={"error": problem})
+            log.error("receipt refused: nothing confirmed", extra={"error": str(exc)})
             return
-        receipt = contract.decode("receipts", payload)
         confirmed = 0
         for table in contract.OUTBOX_KINDS:
-            confirmed += self.store.confirm(contract.receipt_ranges(receipt, table), table=table)
+            confirmed += self.store.confirm(ranges[table], table=table)
         if confirmed:
             self.counters.confirmed += confirmed
             self._confirm_timeout = self.config.confirm_timeout_s
             self._waiting_since = time.monotonic()
         self.pump()
 
-    def _receipt_problem(self, payload: bytes, headers: dict[str, str]) -> str | None:
+    def _checked_receipt(self, payload: bytes, headers: dict[str, str]) -> dict[str, list[tuple[int, int]]]:
+        """The ranges a receipt confirms, per outbox; ContractError saying why it cannot be taken."""
         if self.key is None:
-            return "the post has no command key to check the centre's signature with"
+            raise contract.ContractError("the post has no command key to check the centre's signature with")
         verdict, detail = auth.verify(self.key, self.topics.receipts, payload, headers, window_s=float("inf"))
         if verdict != "valid":
-            return f"{verdict}: {detail}"
-        try:
-            receipt = contract.decode("receipts", payload)
-            for table in contract.OUTBOX_KINDS:
-                contract.receipt_ranges(receipt, table)
-        except contract.ContractError as exc:
-            return str(exc)
+            raise contract.ContractError(f"{verdict}: {detail}")
+        receipt = contract.decode("receipts", payload)
         if receipt["store"] != self.store.store_id:
-            return f"for store {receipt['store']}, not this post's {self.store.store_id}"
-        return None
+            raise contract.ContractError(f"for store {receipt['store']}, not this post's {self.store.store_id}")
+        return {table: contract.receipt_ranges(receipt, table) for table in contract.OUTBOX_KINDS}
 
     async def _answer(self, payload: bytes, headers: dict[str, str] | None, correlation: Any) -> None:
         assert self.on_command is not None
