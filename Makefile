@@ -66,6 +66,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/pi_outage.py --outage-s 20 $(TINY_JOURNAL)
 	$(BIN)/python bench/portal_load.py
 	$(BIN)/python bench/press_to_snapshot.py
+	$(BIN)/python bench/broker_abuse.py
 
 clean:
 	rm -rf build .pytest_cache .mypy_cache .ruff_cache

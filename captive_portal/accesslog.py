@@ -60,12 +60,12 @@ An ``AccessLog`` may be shared between threads: one lock serialises its calls.
 For an authority's request, export the sessions that overlap a period (all times UTC unless
 an offset is given; a date alone is a whole day, and ``--until`` defaults to now)::
 
-    python -m captive_portal.accesslog --db /var/lib/alarmpost/portal-access.db \\
+    python -m captive_portal.accesslog --db /var/lib/alarmpost-portal/access.db \\
         export --since 2026-11-01 --until 2026-11-30 --format csv --output request-123.csv
 
 and delete what is past its retention by hand (the service does this daily anyway)::
 
-    python -m captive_portal.accesslog --db /var/lib/alarmpost/portal-access.db purge
+    python -m captive_portal.accesslog --db /var/lib/alarmpost-portal/access.db purge
 
 >>> import tempfile, pathlib
 >>> tmp = tempfile.TemporaryDirectory()

@@ -140,7 +140,7 @@ class ContentConfig:
     public key at ``centre_key_file``), cached in ``cache_dir`` across reboots."""
 
     centre_key_file: str = ""
-    cache_dir: str = "/var/lib/alarmpost/portal"
+    cache_dir: str = "/var/lib/alarmpost-portal/content"
     max_bundle_kb: int = 2048
 
 
@@ -150,7 +150,7 @@ class AccessLogConfig:
     ``retention_days`` (at least the 60 the order requires) and then deleted; statistics
     go upstream every ``stats_interval_s``."""
 
-    path: str = "/var/lib/alarmpost/portal-access.db"
+    path: str = "/var/lib/alarmpost-portal/access.db"
     retention_days: int = 60
     stats_interval_s: int = 300
 
@@ -402,8 +402,13 @@ def check_data(data: dict[str, Any], source: str = "config") -> Config:
     sections = check_sections(data, SECTIONS, errors)
     _network_checks(sections, errors)
     uplink: UplinkConfig | None = sections["uplink"]
+    if uplink is not None and uplink.command_key_file:
+        errors.append(
+            "uplink.command_key_file: the portal must not hold the post's command key (it answers anonymous"
+            " phones and needs none); leave it out"
+        )
     if uplink is not None and uplink.enabled:
-        _uplink_checks(uplink, errors)
+        _uplink_checks(uplink, errors, command_key=False)
         content: ContentConfig | None = sections["content"]
         if content is not None and not content.centre_key_file:
             errors.append("content.centre_key_file: required with the uplink (content must be signed by the centre)")

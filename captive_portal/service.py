@@ -41,7 +41,7 @@ log = logging.getLogger("alarmpost.portal")
 
 
 class CentreLink:
-    """The portal's own MQTT connection as the post: content in, statistics out."""
+    """The portal's own MQTT connection, under its own account: content in, statistics out."""
 
     def __init__(self, config: Config, content: ContentStore, stats: Stats) -> None:
         settings = config.uplink
@@ -49,7 +49,7 @@ class CentreLink:
         self.content = content
         self.stats = stats
         password = Path(settings.password_file).read_text().strip() if settings.password_file else None
-        self.client = post_client(settings, self.topics, password, suffix="portal")
+        self.client = post_client(settings, self.topics, password, service="portal")
         self.client.reconnect_delay_set(int(settings.reconnect_min_s) or 1, int(settings.reconnect_max_s))
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message

@@ -141,10 +141,15 @@ class Centre:
         clean: bool = False,
         pictures: Path | None = None,
         record: str | Path | None = None,
+        take_pictures: bool = True,
     ) -> None:
         """``record`` is the SQLite file of the centre's durable record: only a centre with one sends
         receipts, for what is in it.  Without one (a command-line tool, a dashboard) it confirms
-        nothing, so the posts keep every event until a recording centre has it."""
+        nothing, so the posts keep every event until a recording centre has it.
+
+        ``take_pictures`` False leaves the posts' pictures to another client: the broker then
+        never queues a picture for this one, so a flood of pictures while it is away or slow
+        cannot fill its queue ahead of alarms (run the recorder so, and a viewer apart)."""
         self.host, self.port = host, port
         self._keys = keys
         self.received: list[Message] = []  # new events and everything else, in arrival order
@@ -169,6 +174,7 @@ class Centre:
         self._pubacks: OrderedDict[int, ReasonCode] = OrderedDict()  # mid -> PUBACK reason, the newest few
         self._acked = threading.Condition()
         self.max_packet_size: int | None = None  # the broker's limit, from its CONNACK
+        self.take_pictures = take_pictures
         self.client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
             client_id=client_id or f"alarmpost-centre-{uuid.uuid4().hex[:8]}",
@@ -222,9 +228,18 @@ class Centre:
             self._refused = f"the broker refused the centre: {reason}"
             return
         self.max_packet_size = getattr(props, "MaximumPacketSize", None)
-        # no_local: the centre's own commands, content and receipts are not sent back to it
-        client.subscribe(contract.centre_filter(), options=SubscribeOptions(qos=1, noLocal=True))
+        # what posts send, on five-level topics only (a post's video or portal account may write only
+        # six-level ones beside its own); no_local: nothing the centre itself sends comes back to it
+        options = SubscribeOptions(qos=1, noLocal=True)
+        client.subscribe([(contract.centre_filter(name), options) for name in self._channels()])
         self._connected.set()
+
+    def _channels(self) -> list[str]:
+        return [
+            name
+            for name, channel in contract.CHANNELS.items()
+            if channel.sender == "post" and (self.take_pictures or name not in PICTURE_CHANNELS)
+        ]
 
     def _on_disconnect(self, client: mqtt.Client, _: Any, flags: Any, reason: ReasonCode, props: Any) -> None:
         if reason.is_failure:
@@ -678,7 +693,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--ca-file", help="PEM of the broker's certificate authority (default: the system's)")
     parser.add_argument("--cert-file", help="the centre's client certificate (PEM)")
     parser.add_argument("--key-file", help="its private key (PEM)")
-    parser.add_argument("--username", default="centre")
+    parser.add_argument(
+        "--username",
+        help='the broker account: default "centre" (the recorder) for watch --record, else "operator";'
+        " each client needs its own account (a second client of one pushes the first off)",
+    )
     parser.add_argument("--password-file", type=Path, help="a file holding the centre's broker password")
     parser.add_argument("--keys", type=Path, help="folder of command keys, one per post: SITE/POST.key")
     parser.add_argument("--operator", help="who is commanding (kept in the post's audit)")
@@ -793,20 +812,23 @@ def main(argv: list[str] | None = None) -> int:
     password = args.password_file.read_text().strip() if args.password_file else None
     keys = _keys_from_folder(args.keys) if args.keys else None
     watching = args.action == "watch"
+    recording = getattr(args, "record", None) is not None
+    username = args.username if args.username is not None else ("centre" if recording else "operator")
     centre = Centre(
         args.host,
         args.port,
         keys,
-        username=args.username,
+        username=username,
         password=password,
         tls=not args.no_tls,
         ca_file=args.ca_file,
         cert_file=args.cert_file,
         key_file=args.key_file,
-        client_id=args.client_id or (f"alarmpost-centre-watch-{args.username or 'anonymous'}" if watching else None),
+        client_id=args.client_id or (f"alarmpost-centre-watch-{username or 'anonymous'}" if watching else None),
         clean=not watching,
         pictures=getattr(args, "save", None),
         record=getattr(args, "record", None),
+        take_pictures=not recording or getattr(args, "save", None) is not None,
     )
     try:
         centre.connect(args.timeout)

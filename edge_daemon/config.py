@@ -121,9 +121,11 @@ class BoardConfig:
 class UplinkConfig:
     """The MQTT uplink to the monitoring centre (off unless ``enabled``).
 
-    Empty ``username`` means ``{site}/{post}`` and empty ``client_id`` means
-    ``alarmpost-{site}-{post}``, the post being ``board.name``.  Empty ``ca_file``
-    trusts the system's certificate authorities.
+    Empty ``username`` means ``{site}/{post}``, the post being ``board.name``; the
+    pictures' connection has its own account, ``video_username`` (empty:
+    ``{site}/{post}/video``) with ``video_password_file`` (empty: ``password_file``).
+    Empty ``client_id`` means the account's name.  Empty ``ca_file`` trusts the
+    system's certificate authorities.
     """
 
     enabled: bool = False
@@ -136,6 +138,8 @@ class UplinkConfig:
     key_file: str = ""
     username: str = ""
     password_file: str = ""
+    video_username: str = ""
+    video_password_file: str = ""
     client_id: str = ""
     command_key_file: str = ""
     keepalive_s: int = 30
@@ -330,6 +334,8 @@ SECTIONS: dict[str, tuple[type[Any], dict[str, Check]]] = {
             "key_file": _optional_text,
             "username": _optional_text,
             "password_file": _optional_text,
+            "video_username": _optional_text,
+            "video_password_file": _optional_text,
             "client_id": _optional_text,
             "command_key_file": _optional_text,
             "keepalive_s": _integer(5, 600),
@@ -425,12 +431,15 @@ def _cross_checks(sections: dict[str, Any], errors: list[str]) -> None:
 
 
 # The uplink's files that hold secrets: refused when group or others may read or write them.
-SECRET_FILES = ("key_file", "password_file")
+SECRET_FILES = ("key_file", "password_file", "video_password_file")
 
 
-def _uplink_checks(uplink: UplinkConfig, errors: list[str]) -> None:
-    """The uplink's files must be there and usable before the daemon starts, not at the first alarm."""
-    from edge_daemon.auth import KeyFileError, load_key, secret_file_problem
+def _uplink_checks(uplink: UplinkConfig, errors: list[str], command_key: bool = True) -> None:
+    """The uplink's files must be there and usable before the daemon starts, not at the first alarm.
+
+    ``command_key``: the daemon needs one; the portal, which parses anonymous phones' requests,
+    must not hold it (the portal's config checks it is left out)."""
+    from edge_daemon.auth import secret_file_problem
 
     if uplink.confirm_timeout_s > uplink.confirm_timeout_max_s:
         errors.append(
@@ -442,18 +451,13 @@ def _uplink_checks(uplink: UplinkConfig, errors: list[str]) -> None:
             f"uplink.reconnect_max_s: must be at least uplink.reconnect_min_s"
             f" ({uplink.reconnect_max_s:g} < {uplink.reconnect_min_s:g})"
         )
-    if not uplink.command_key_file:
-        errors.append("uplink.command_key_file: required when the uplink is enabled (commands must be signed)")
-    else:
-        try:
-            load_key(uplink.command_key_file)
-        except KeyFileError as exc:
-            errors.append(f"uplink.command_key_file: {exc}")
+    if command_key:
+        _command_key_check(uplink, errors)
     if bool(uplink.cert_file) != bool(uplink.key_file):
         errors.append("uplink.key_file: a client certificate needs both uplink.cert_file and uplink.key_file")
     if not uplink.tls and (uplink.ca_file or uplink.cert_file):
         errors.append("uplink.tls: false, but certificate files are given (set tls = true to use them)")
-    for name in ("ca_file", "cert_file", "key_file", "password_file"):
+    for name in ("ca_file", "cert_file", "key_file", "password_file", "video_password_file"):
         path = getattr(uplink, name)
         if path and not Path(path).is_file():
             errors.append(f"uplink.{name}: {_show(path)} is not a readable file")
@@ -463,6 +467,18 @@ def _uplink_checks(uplink: UplinkConfig, errors: list[str]) -> None:
                 errors.append(f"uplink.{name}: {problem}")
     if uplink.tls:
         _tls_files_check(uplink, errors)
+
+
+def _command_key_check(uplink: UplinkConfig, errors: list[str]) -> None:
+    from edge_daemon.auth import KeyFileError, load_key
+
+    if not uplink.command_key_file:
+        errors.append("uplink.command_key_file: required when the uplink is enabled (commands must be signed)")
+    else:
+        try:
+            load_key(uplink.command_key_file)
+        except KeyFileError as exc:
+            errors.append(f"uplink.command_key_file: {exc}")
 
 
 def _tls_files_check(uplink: UplinkConfig, errors: list[str]) -> None:

@@ -87,7 +87,8 @@ class Daemon:
         self.desk.local["replay"] = self._replay
         self.uplink.on_command = self.desk.handle
         if config.camera.enabled:
-            self._make_video(config, topics, password)
+            video_file = settings.video_password_file
+            self._make_video(config, topics, Path(video_file).read_text().strip() if video_file else password)
         if settings.homeassistant:
             from edge_daemon.homeassistant import Discovery
 

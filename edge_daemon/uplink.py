@@ -110,24 +110,36 @@ def send_at_once(client: mqtt.Client, userdata: Any, sock: Any) -> None:
         pass
 
 
-def account(config: UplinkConfig, topics: Topics) -> str:
-    """The post's broker account: ``uplink.username``, or ``<site>/<post>``."""
-    return config.username or f"{topics.site}/{topics.post}"
+def account(config: UplinkConfig, topics: Topics, service: str = "") -> str:
+    """The broker account of one of the post's connections.
+
+    The daemon's (``service`` ""): ``uplink.username``, or ``<site>/<post>``.  Its pictures'
+    ("video"): ``uplink.video_username``, or ``<site>/<post>/video``.  The portal's ("portal",
+    from the portal's own ``[uplink]``): ``uplink.username``, or ``<site>/<post>/portal``.
+    """
+    own = f"{topics.site}/{topics.post}"
+    if service == "video":
+        return config.video_username or f"{own}/video"
+    return config.username or (f"{own}/{service}" if service else own)
 
 
-def client_id(config: UplinkConfig, topics: Topics, suffix: str = "") -> str:
-    """The post's MQTT client id: ``uplink.client_id``, or ``alarmpost-<site>-<post>``; ``suffix`` for a second one."""
-    return (config.client_id or f"alarmpost-{topics.site}-{topics.post}") + suffix
+def client_id(config: UplinkConfig, topics: Topics, service: str = "") -> str:
+    """The connection's MQTT client id: ``uplink.client_id`` if set (not for the pictures), else its account.
+
+    The shipped broker makes every client's id its username whatever is asked for.
+    """
+    chosen = config.client_id if service != "video" else ""
+    return chosen or account(config, topics, service)
 
 
 def post_client(
-    config: UplinkConfig, topics: Topics, password: str | None, suffix: str = "", **options: Any
+    config: UplinkConfig, topics: Topics, password: str | None, service: str = "", **options: Any
 ) -> mqtt.Client:
-    """A paho MQTT 5 client with the post's account and TLS, Nagle off; every connection of the post uses one."""
+    """A paho MQTT 5 client with the account of the post's ``service`` and TLS, Nagle off."""
     client = mqtt.Client(
-        CallbackAPIVersion.VERSION2, client_id=client_id(config, topics, suffix), protocol=mqtt.MQTTv5, **options
+        CallbackAPIVersion.VERSION2, client_id=client_id(config, topics, service), protocol=mqtt.MQTTv5, **options
     )
-    client.username_pw_set(account(config, topics), password)
+    client.username_pw_set(account(config, topics, service), password)
     if config.tls:
         client.tls_set(
             ca_certs=config.ca_file or None,

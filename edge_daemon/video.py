@@ -300,7 +300,7 @@ class Video:
 
 
 class VideoLink:
-    """The post's second MQTT connection, for pictures only (same account, client id ``<id>-video``).
+    """The post's second MQTT connection, for pictures only (its own account, ``<site>/<post>/video``).
 
     paho's own thread and reconnect; no Last Will and no outbox: a picture that
     cannot be sent now is not worth sending later, the next one will be newer.
@@ -308,7 +308,7 @@ class VideoLink:
 
     def __init__(self, config: UplinkConfig, topics: Topics, password: str | None) -> None:
         self.topics = topics
-        self.client = post_client(config, topics, password, suffix="-video")
+        self.client = post_client(config, topics, password, service="video")
         self.client.max_inflight_messages_set(64)
         self.client.reconnect_delay_set(1, int(max(1, config.reconnect_max_s)))
         self.host, self.port, self.keepalive = config.host, config.port, config.keepalive_s

@@ -13,25 +13,24 @@ it exits first.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import os
 import pwd
 import signal
 import socket
 import subprocess
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
+from edge_daemon.broker_accounts import password_hash, write_password_file
 from hw_sim.paths import tool
+
+__all__ = ["BrokerError", "Mosquitto", "TlsListener", "free_port", "password_hash", "write_password_file"]
 
 READY_LINE = " running"  # "mosquitto version 2.0.11 running", logged once every listener is open
 START_TIMEOUT_S = 10.0
 STOP_TIMEOUT_S = 10.0
-PBKDF2_ITERATIONS = 101  # what mosquitto_passwd 2.0 uses
 
 
 class BrokerError(RuntimeError):
@@ -223,6 +222,11 @@ class Mosquitto:
         self.stop()
         return self.start()
 
+    def reload(self) -> None:
+        """SIGHUP, as ``systemctl reload mosquitto``: the password and ACL files are read again."""
+        assert self.proc is not None, "mosquitto is not running"
+        self.proc.send_signal(signal.SIGHUP)
+
     def pause(self) -> None:
         """SIGSTOP: connections stay open but nothing is answered, like a hung broker."""
         assert self.proc is not None, "mosquitto is not running"
@@ -232,6 +236,14 @@ class Mosquitto:
         """SIGCONT after :meth:`pause`."""
         assert self.proc is not None, "mosquitto is not running"
         self.proc.send_signal(signal.SIGCONT)
+
+    def memory_mb(self, field: str = "VmHWM") -> float:
+        """The broker process's memory from ``/proc``: its peak resident size (``VmHWM``) or now (``VmRSS``)."""
+        assert self.proc is not None, "the broker is not running"
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith(f"{field}:"):
+                return int(line.split()[1]) / 1024
+        raise BrokerError(f"no {field} in the broker's /proc status")
 
     def log_text(self) -> str:
         """Everything mosquitto logged in this folder, every start included."""
@@ -260,29 +272,3 @@ def free_port(host: str = "127.0.0.1") -> int:
         probe.bind((host, 0))
         port: int = probe.getsockname()[1]
         return port
-
-
-def password_hash(password: str, salt: bytes | None = None) -> str:
-    """A password as mosquitto 2.0 stores it: ``$7$`` = PBKDF2-HMAC-SHA512, the iterations, salt and hash in base64.
-
-    >>> password_hash("secret", salt=bytes(12)).startswith("$7$101$AAAAAAAAAAAAAAAA$")
-    True
-    """
-    salt = os.urandom(12) if salt is None else salt
-    digest = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, PBKDF2_ITERATIONS)
-    return f"$7${PBKDF2_ITERATIONS}${base64.b64encode(salt).decode()}${base64.b64encode(digest).decode()}"
-
-
-def write_password_file(path: Path, users: Mapping[str, str]) -> Path:
-    """A mosquitto password file for ``users`` (name → password), like ``mosquitto_passwd -b`` for each.
-
-    Example::
-
-        write_password_file(Path("/tmp/broker/passwd"), {"centre": "c-secret", "school-1/post-1": "p-secret"})
-    """
-    for name in users:
-        if not name or ":" in name or "\n" in name:
-            raise ValueError(f"{name!r} cannot be a mosquitto username (empty, or has ':' or a newline)")
-    path.write_text("".join(f"{name}:{password_hash(password)}\n" for name, password in users.items()))
-    path.chmod(0o600)
-    return path

@@ -102,7 +102,8 @@ class SimPortal:
             "content": {"centre_key_file": str(public), "cache_dir": str(self.folder / "cache")},
             "access_log": {"path": str(self.folder / "access.db"), "stats_interval_s": 30},
             "board": {"name": post},
-            "uplink": self.centre.uplink_settings(),
+            # the daemon's broker and settings, but no command key: the portal never holds one
+            "uplink": {k: v for k, v in self.centre.uplink_settings().items() if k != "command_key_file"},
             "log": {"level": "warning"},
         }
 

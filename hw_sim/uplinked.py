@@ -67,6 +67,7 @@ class UplinkedPost:
         # their owner only (the daemon refuses a secret that group or others may read).
         for secret in (
             settings.get("password_file"),
+            settings.get("video_password_file"),
             settings.get("key_file"),
             (camera or {}).get("ptz_password_file"),
         ):

@@ -100,9 +100,6 @@ class Gate:
 
 
 def _config_text(folder: Path, broker_port: int, centre_public: Path) -> str:
-    key = folder / "command.key"
-    key.write_text("ab" * 32)
-    key.chmod(0o600)  # a key others could read is refused
     return f"""
 [wan]
 dns_servers = ["{INTERNET_WAN}"]
@@ -123,7 +120,6 @@ host = "{INTERNET_WAN}"
 port = {broker_port}
 site = "{SITE}"
 tls = false
-command_key_file = "{key}"
 [log]
 format = "text"
 """

@@ -650,3 +650,23 @@ def test_the_example_config_shows_every_key() -> None:
     for section in fields(Config):
         keys = {key.name for key in fields(getattr(Config(), section.name))}
         assert set(example[section.name]) == keys, section.name
+
+
+def test_the_portal_refuses_to_hold_the_command_key_and_runs_its_uplink_without_one(tmp_path: Path) -> None:
+    """The portal parses anonymous phones' requests: a config handing it the post's command key is refused."""
+    key = tmp_path / "command.key"
+    key.write_text("ab" * 32)
+    key.chmod(0o600)
+    public = tmp_path / "centre.pub"
+    from captive_portal.content import generate_keypair
+
+    generate_keypair(tmp_path / "centre.key", public)
+    uplink = '[uplink]\nenabled = true\ntls = false\nsite = "school-1"\n'
+    content = f'[content]\ncentre_key_file = "{public}"\n'
+    with pytest.raises(ConfigError) as refused:
+        parse_config(uplink + f'command_key_file = "{key}"\n' + content)
+    assert [e for e in refused.value.errors if e.startswith("uplink.command_key_file: the portal must not hold")]
+    config = parse_config(uplink + content)
+    assert config.uplink.enabled and config.uplink.command_key_file == ""
+    assert Config().access_log.path.startswith("/var/lib/alarmpost-portal/"), "the portal's state is its own"
+    assert Config().content.cache_dir.startswith("/var/lib/alarmpost-portal/")

@@ -215,7 +215,7 @@ def test_the_post_says_online_only_after_its_subscriptions_are_granted(post: Upl
     # sent the moment it said online: a command the post answers itself (the board link may not be up yet)
     result = centre.command(post.site, post.post, "replay", {"from": 1, "count": 1})
     assert result["status"] == "ok"
-    client = re.escape(f"alarmpost-{post.site}-{post.post}")
+    client = re.escape(f"{post.site}/{post.post}")  # the account is the client id
     availability = re.escape(Topics(post.site, post.post).availability)
     lines = broker.log_text().splitlines()
     connects = [i for i, line in enumerate(lines) if re.search(rf"New client connected .* as {client} ", line)]
