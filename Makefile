@@ -51,10 +51,10 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 firmware: $(STAMP)
-	$(BIN)/python -m hw_sim.build $(BOARD)
+	$(BIN)/python -m tools.build $(BOARD)
 
 firmware-all: $(STAMP)
-	@for b in $(BOARDS); do $(BIN)/python -m hw_sim.build $$b || exit 1; done
+	@for b in $(BOARDS); do $(BIN)/python -m tools.build $$b || exit 1; done
 
 bench: $(STAMP)
 	$(BIN)/python bench/press_latency.py

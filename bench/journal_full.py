@@ -47,8 +47,8 @@ from typing import Any
 
 from alarmpost import settings
 from hw_sim.bench import Bench, BenchError
-from hw_sim.boards import load_board
-from hw_sim.build import build
+from tools.boards import load_board
+from tools.build import build
 from hw_sim.paths import tool
 
 _COMMON = """

@@ -39,7 +39,7 @@ from typing import Any
 
 from alarmpost import events as ev
 from hw_sim.bench import Bench
-from hw_sim.boards import board_variant
+from tools.boards import board_variant
 from hw_sim.linked import toggle_tamper
 from hw_sim.mosquitto import Mosquitto
 from hw_sim.uplinked import UplinkedPost, press_burst

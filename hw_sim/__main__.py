@@ -1,9 +1,9 @@
 """The simulated bench's command line: ``python -m hw_sim COMMAND [ARGS]``::
 
     python -m hw_sim sim [--board B] [--config F] [--script KEYS]   the post live (hw_sim.console)
-    python -m hw_sim boards check FILE...                          check board files (hw_sim.boards)
+    python -m hw_sim boards check FILE...                          check board files (tools.boards)
     python -m hw_sim boards check-config FILE [--board B]          check a config against a board
-    python -m hw_sim build BOARD [--out DIR]                       a board's flash image (hw_sim.build)
+    python -m hw_sim build BOARD [--out DIR]                       a board's flash image (tools.build)
     python -m hw_sim press-test [--board B] [--config F]           press once, print the latency, reset
 
 ``press-test`` exits 0 when the press raised the alarm (strobe, siren, alarm
@@ -22,9 +22,10 @@ from pathlib import Path
 
 from alarmpost import events as ev
 from alarmpost.patterns import ALARM, IDLE
-from hw_sim import boards, build, console
+from hw_sim import console
+from tools import boards, build
 from hw_sim.bench import Bench, BenchError
-from hw_sim.boards import SettingsError
+from tools.boards import SettingsError
 from hw_sim.paths import MissingTool
 
 HOLD_S = 0.2  # how long the press-test holds the button: a quick, firm press

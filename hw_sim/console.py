@@ -121,7 +121,7 @@ from edge_daemon.config import Config, check_data
 from edge_daemon.service import Daemon
 from edge_daemon.store import COLUMNS, StoredEvent
 from hw_sim.bench import OUTPUTS, Bench, BenchError, Logged
-from hw_sim.boards import SettingsError
+from tools.boards import SettingsError
 from hw_sim.mosquitto import BrokerError
 from hw_sim.paths import MissingTool
 from hw_sim.pi_wiring import PiWiring

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from hw_sim.build import firmware_modules
+from tools.build import firmware_modules
 
 from .conftest import require
 
@@ -27,7 +27,7 @@ def _mpy_version_of_port() -> int:
 def test_firmware_compiles_for_board(board: str, tmp_path: Path) -> None:
     require("mpy-cross")
     result = subprocess.run(
-        [sys.executable, "-m", "hw_sim.build", board, "--out", str(tmp_path)],
+        [sys.executable, "-m", "tools.build", board, "--out", str(tmp_path)],
         capture_output=True,
         text=True,
         check=False,

