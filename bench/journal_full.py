@@ -47,9 +47,9 @@ from typing import Any
 
 from alarmpost import settings
 from hw_sim.bench import Bench, BenchError
+from hw_sim.paths import tool
 from tools.boards import load_board
 from tools.build import build
-from hw_sim.paths import tool
 
 _COMMON = """
 import gc, json, os, sys, time

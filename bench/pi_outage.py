@@ -39,10 +39,10 @@ from typing import Any
 
 from alarmpost import events as ev
 from hw_sim.bench import Bench
-from tools.boards import board_variant
 from hw_sim.linked import toggle_tamper
 from hw_sim.mosquitto import Mosquitto
 from hw_sim.uplinked import UplinkedPost, press_burst
+from tools.boards import board_variant
 
 WARM_UP_S = 5.0  # events flowing normally before the daemon goes
 AFTER_S = 10.0  # and after it is back

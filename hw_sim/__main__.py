@@ -23,10 +23,10 @@ from pathlib import Path
 from alarmpost import events as ev
 from alarmpost.patterns import ALARM, IDLE
 from hw_sim import console
-from tools import boards, build
 from hw_sim.bench import Bench, BenchError
-from tools.boards import SettingsError
 from hw_sim.paths import MissingTool
+from tools import boards, build
+from tools.boards import SettingsError
 
 HOLD_S = 0.2  # how long the press-test holds the button: a quick, firm press
 

@@ -116,7 +116,9 @@ class Bench:
         compiled: bool = True,
         seed: int | None = None,
         wire: bool = False,
+        flashed: bool = False,
     ):
+        """``flashed``: ``flash`` already holds an image (written by the flash tool): boot it as it is."""
         self.board_name = board
         self.board = load_board(board)
         self.heap = heap or self.board["heap_bytes"]
@@ -126,6 +128,7 @@ class Bench:
         self._want_wire = wire
         self.wire: Wire | None = None  # the UART wire to the Pi, with its pty (``wire=True``)
         self._own_flash = flash is None
+        self.flashed = flashed
         self.flash = Path(flash) if flash else Path(tempfile.mkdtemp(prefix="alarmpost-flash-"))
         self._config = config
         self._sockdir = Path(tempfile.mkdtemp(prefix="alarmpost-bench-"))
@@ -185,7 +188,9 @@ class Bench:
     # -- power -----------------------------------------------------------------------
 
     def flash_firmware(self) -> None:
-        """Write the firmware, the board file and the config into the flash folder."""
+        """Write the firmware, the board file and the config into the flash folder (unless ``flashed``)."""
+        if self.flashed:
+            return
         build(self.board_name, self.flash, compiled=self.compiled)
         if self._config is not None:
             text = self._config if isinstance(self._config, str) else json.dumps(self._config)

@@ -121,13 +121,13 @@ from edge_daemon.config import Config, check_data
 from edge_daemon.service import Daemon
 from edge_daemon.store import COLUMNS, StoredEvent
 from hw_sim.bench import OUTPUTS, Bench, BenchError, Logged
-from tools.boards import SettingsError
 from hw_sim.mosquitto import BrokerError
 from hw_sim.paths import MissingTool
 from hw_sim.pi_wiring import PiWiring
 from hw_sim.sim_centre import BROKER_KINDS, COMMAND_TIMEOUT_S, SimCentre, centre_events, centre_rows
 from hw_sim.sim_portal import SimPortal
 from hw_sim.timeline import Change
+from tools.boards import SettingsError
 
 STARTING = "starting the board"
 REFRESH_S = 0.05  # the display polls the bench 20 times a second

@@ -163,7 +163,10 @@ def test_key_switch_at_idle_runs_the_test_pattern(bench: Bench) -> None:
     bench.wait_event(ev.MANUAL_TEST, ev.NEW, zone=ev.ZONE_KEY_SWITCH)
     testing = bench.wait_for(lambda: next((s for s in bench.shown[since:] if s.testing), None), 3, "test pattern")
     assert bench.wait_output("siren", True, after=testing.t - 0.05)
-    done = bench.wait_for(lambda: next((s for s in bench.shown[since:] if not s.testing and s.t > testing.t), None),
-                          4, "end of test pattern")
+    done = bench.wait_for(
+        lambda: next((s for s in bench.shown[since:] if not s.testing and s.t > testing.t), None),
+        4,
+        "end of test pattern",
+    )
     assert done.state == patterns.IDLE
     bench.wait_for(lambda: not bench.is_on("siren") and not bench.is_on("strobe"), 2, "test outputs off")

@@ -70,9 +70,7 @@ def test_no_program_is_run_by_bare_name_past_the_helper() -> None:
         ("no-such-program", "add it to tools/paths.py and the Makefile"),
     ],
 )
-def test_a_missing_program_is_named_with_its_package(
-    program: str, says: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_missing_program_is_named_with_its_package(program: str, says: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Catches: a missing program reported without saying what to install."""
     monkeypatch.setattr(shutil, "which", lambda *args, **kwargs: None)  # as on a machine without it
     monkeypatch.delenv("ALARMPOST_" + program.upper().replace("-", "_"), raising=False)

@@ -15,8 +15,8 @@ import pytest
 from alarmpost import events as ev
 from alarmpost.journaltools import read_events, segment_files
 from hw_sim.bench import Bench
-from tools.boards import board_variant
 from hw_sim.linked import EventLoad, PiProcess, linked_bench, toggle_tamper
+from tools.boards import board_variant
 
 from .conftest import require
 

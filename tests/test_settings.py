@@ -13,8 +13,8 @@ import pytest
 from alarmpost import events as ev
 from alarmpost import patterns, settings
 from hw_sim.bench import Bench
-from tools.boards import SettingsError, board_names, load_board
 from hw_sim.paths import BOARDS_DIR
+from tools.boards import SettingsError, board_names, load_board
 
 
 @pytest.mark.parametrize("name", ["rpi_pico", "esp32_devkitc", "sim"])

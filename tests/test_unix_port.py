@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from alarmpost import events as ev
-from tools.build import build
 from hw_sim.paths import ROOT
+from tools.build import build
 
 from .conftest import require
 
@@ -48,7 +48,7 @@ def test_on_the_unix_port(script: Path, tmp_path: Path, compiled: Path) -> None:
 
 def test_record_layout_matches_its_specification() -> None:
     # seq u32, uptime u32, boot u16, code u16, qualifier u8, zone u8, value u16, then CRC-32 (little-endian)
-    body = bytes.fromhex("02000000" "d2040000" "0100" "7800" "01" "01" "0100")
+    body = bytes.fromhex("02000000d20400000100780001010100")
     expected = body + struct.pack("<I", zlib.crc32(body))
     assert ev.Event(2, 1, 1234, ev.PANIC, ev.NEW, ev.ZONE_BUTTON, 1).pack() == expected
     assert len(expected) == ev.RECORD_SIZE
