@@ -93,6 +93,11 @@ _CHANNEL_NOTES = {
         "Every `access_log.stats_interval_s` while the post's gate WiFi runs: counts for the period and "
         "nothing about any one phone or person."
     ),
+    "selftest": (
+        "After each self-test: a technician's (`alarmpost-selftest` at the post) or the daemon's own, every "
+        "`selftest.every_h`. The daemon's also raise Contact ID 602 (periodic test) on `events` when every step "
+        "passed, 307 (self-test failure) otherwise; a failing step's `detail` says what to check."
+    ),
 }
 
 
@@ -288,6 +293,22 @@ def _examples() -> dict[str, list[dict[str, Any]]]:
         "active_sessions": 22,
         "content_version": 12,
     }
+    selftest = {
+        "time": at,
+        "trigger": "technician",
+        "result": "fail",
+        "duration_s": 41.2,
+        "steps": [
+            {"name": "board_link", "status": "pass", "detail": "board sim, firmware 0.2.0, link up"},
+            {
+                "name": "siren",
+                "status": "fail",
+                "detail": "no current through the siren during the chirp: its "
+                "circuit is open. Check the siren's wires at the board's terminal and the siren itself",
+            },
+            {"name": "wifi", "status": "skip", "detail": "no gate WiFi on this post"},
+        ],
+    }
     enum = {name: c.schema["enum"] for name, c in CHANNELS.items() if "enum" in c.schema}
     return {
         "availability": [{"name": value, "payload": value} for value in enum["availability"]],
@@ -311,6 +332,13 @@ def _examples() -> dict[str, list[dict[str, Any]]]:
         "stream": [picture("live", 1)],
         "content": [_content_example()],
         "portal": [{"name": "five-minutes", "summary": "Five minutes of the gate WiFi.", "payload": portal}],
+        "selftest": [
+            {
+                "name": "siren-open",
+                "summary": "A technician's self-test that found the siren's circuit open.",
+                "payload": selftest,
+            }
+        ],
     }
 
 

@@ -12,7 +12,7 @@ once, each named by its dotted path (``serial.baud``, ``link.timeout_s``).
 ...     parse_config('[serial]\\nport = "/dev/serial0"\\nbaud = 12345\\n[sirial]', "edge.toml")
 ... except ConfigError as exc:
 ...     print(*exc.errors, sep="\\n")
-sirial: unknown section (known: serial, store, link, gpio, log, board, uplink, camera)
+sirial: unknown section (known: serial, store, link, gpio, log, board, uplink, camera, selftest)
 serial.baud: 12345 is not a standard baud rate (9600, 19200, 38400, 57600, 115200, 230400, 460800, 921600)
 
 Check a file from the shell (prints ``FILE: ok``, or the errors and exits 1)::
@@ -79,6 +79,17 @@ class StoreConfig:
 
     path: str = "/var/lib/alarmpost/events.db"
     max_events: int = 100_000
+
+
+@dataclass(frozen=True)
+class SelfTestConfig:
+    """The self-test (docs/selftest.md): the socket ``alarmpost-selftest`` reaches the daemon on
+    (``""``: none), where reports are kept, and how often the daemon tests the post by itself."""
+
+    socket: str = "/run/alarmpost/edge/selftest.sock"
+    report_dir: str = "/var/lib/alarmpost/selftest"
+    every_h: float = 24.0
+    prompt_s: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -194,6 +205,7 @@ class Config:
     board: BoardConfig = field(default_factory=BoardConfig)
     uplink: UplinkConfig = field(default_factory=UplinkConfig)
     camera: CameraConfig = field(default_factory=CameraConfig)
+    selftest: SelfTestConfig = field(default_factory=SelfTestConfig)
 
 
 # A check takes a TOML value and returns (checked value, None) or (None, what is wrong).
@@ -371,6 +383,15 @@ SECTIONS: dict[str, tuple[type[Any], dict[str, Check]]] = {
             "ptz_preset": _text,
             "ptz_username": _optional_text,
             "ptz_password_file": _optional_text,
+        },
+    ),
+    "selftest": (
+        SelfTestConfig,
+        {
+            "socket": _optional_text,
+            "report_dir": _text,
+            "every_h": _number(0.0, 720.0),
+            "prompt_s": _number(5.0, 600.0),
         },
     ),
 }

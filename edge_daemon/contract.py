@@ -463,6 +463,32 @@ PORTAL_SCHEMA = _object(
     description="aggregate counts only: nothing about any one phone or person",
 )
 
+SELFTEST_STATUSES = ("pass", "fail", "skip")
+SELFTEST_SCHEMA = _object(
+    {
+        "time": dict(_TIME, description="when the self-test started"),
+        "trigger": {"type": "string", "enum": ["technician", "periodic"], "description": "who started it"},
+        "result": {"type": "string", "enum": ["pass", "fail"], "description": "fail: at least one step failed"},
+        "duration_s": {"type": "number", "minimum": 0},
+        "steps": {
+            "type": "array",
+            "maxItems": 64,
+            "items": _object(
+                {
+                    "name": {"type": "string", "pattern": "^[a-z_]{1,32}$"},
+                    "status": {"type": "string", "enum": list(SELFTEST_STATUSES)},
+                    "detail": {
+                        "type": "string",
+                        "maxLength": 500,
+                        "description": "what was found; on a fail, what to check",
+                    },
+                }
+            ),
+        },
+    },
+    description="one self-test of the post, each step's verdict: the technician's at the post, or the daemon's own",
+)
+
 
 @dataclass(frozen=True)
 class Channel:
@@ -538,6 +564,7 @@ CHANNELS: dict[str, Channel] = {
             "Safety content for the gate WiFi, signed by the centre.",
         ),
         Channel("portal", "post", 1, False, "application/json", PORTAL_SCHEMA, "The gate WiFi's statistics."),
+        Channel("selftest", "post", 1, False, "application/json", SELFTEST_SCHEMA, "One self-test and its steps."),
     )
 }
 
@@ -578,6 +605,7 @@ class Topics:
         self.stream = self.of("stream")
         self.content = self.of("content")
         self.portal = self.of("portal")
+        self.selftest = self.of("selftest")
 
     def of(self, channel: str) -> str:
         if channel not in CHANNELS:
@@ -675,6 +703,15 @@ def iso_time(unix: float) -> str:
     '2027-01-15T08:00:00.250Z'
     """
     return datetime.fromtimestamp(unix, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def parse_time(text: str) -> float:
+    """Unix seconds of a payload's ISO 8601 time (as :func:`iso_time` writes it).
+
+    >>> parse_time("2027-01-15T08:00:00.250Z")
+    1800000000.25
+    """
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 
 
 def number_ranges(numbers: Any) -> list[list[int]]:

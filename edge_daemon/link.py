@@ -213,11 +213,12 @@ class BoardLink:
         if was is not None or not up:
             self.own_event(ev.COMM_TROUBLE, ev.RESTORE if up else ev.NEW, ev.ZONE_LINK)
 
-    def own_event(self, code: int, qualifier: int, zone: int, value: int = 0) -> None:
-        """Store an event the daemon itself saw (link loss, the alarm line)."""
+    def own_event(self, code: int, qualifier: int, zone: int, value: int = 0) -> str:
+        """Store an event the daemon itself saw (link loss, the alarm line, a test); its uid."""
         self._own_seq += 1
         self.store.add(self.board, 0, self._own_seq, code, qualifier, zone, value, 0, source="daemon")
         self._tell_stored(ev.Event(self._own_seq, 0, 0, code, qualifier, zone, value), "daemon")
+        return self.store.uid_of(self.board, "daemon", 0, self._own_seq) or ""
 
     def _tell_stored(self, event: ev.Event, source: str) -> None:
         """Tell the listener (the camera) of a stored event; its faults never reach the link."""

@@ -17,6 +17,7 @@ import logging
 import signal
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -32,6 +33,7 @@ from edge_daemon.commands import CommandDesk
 from edge_daemon.config import Config
 from edge_daemon.contract import Topics
 from edge_daemon.link import BoardLink
+from edge_daemon.selftest import SelfTest, SelfTestServer, save_report
 from edge_daemon.store import EventStore
 from edge_daemon.uplink import Uplink
 from edge_daemon.video import Video, VideoLink
@@ -71,6 +73,11 @@ class Daemon:
         self.video: Video | None = None
         self.video_link: VideoLink | None = None
         self._ptz_password: str | None = None
+        # each committed event goes to these, as (event, source): the pictures, the self-test
+        self.event_listeners: list[Callable[[ev.Event, str], None]] = []
+        self.link.on_stored = self._tell_listeners
+        self.selftest_server: SelfTestServer | None = None
+        self.selftest_failing = self.store.get_state("selftest_failing") == "1"
         if config.uplink.enabled:
             self._make_uplink(config)
 
@@ -108,7 +115,7 @@ class Daemon:
         self.desk.local["snapshot"] = self._snapshot
         self.desk.local["stream"] = self._stream
         self.desk.local["stream_stop"] = self._stream_stop
-        self.link.on_stored = self._event_stored
+        self.event_listeners.append(self._event_stored)
 
     @staticmethod
     def _read_ptz_password(path: str) -> str | None:
@@ -148,6 +155,51 @@ class Daemon:
             self._turn_dome_camera()
         elif event.code in (ev.PANIC_RESET, ev.CANCEL):
             video.alarm_cleared()
+
+    def _tell_listeners(self, event: ev.Event, source: str) -> None:
+        for listener in list(self.event_listeners):
+            listener(event, source)
+
+    def own_event(self, code: int, qualifier: int, zone: int, value: int = 0) -> str:
+        """An event of the daemon's own, into the store and the outbox; its uid."""
+        uid = self.link.own_event(code, qualifier, zone, value)
+        if self.uplink is not None:
+            self.uplink.pump()
+        return uid
+
+    async def self_test(
+        self, trigger: str, interactive: bool, say: Any = None, local: list[dict[str, Any]] | None = None
+    ) -> tuple[dict[str, Any], str]:
+        """Run the self-test: (its report, the file it was saved in).  The report is also published on
+        ``selftest``; one that failed raises 307 (restored by the next that passes)."""
+
+        async def quiet(message: dict[str, Any]) -> None:
+            pass
+
+        report = await SelfTest(self, trigger, interactive, say or quiet).run(local)
+        saved = ""
+        try:
+            saved = str(await asyncio.to_thread(save_report, Path(self.config.selftest.report_dir), report))
+        except OSError as exc:
+            log.error("the self-test's report could not be saved", extra={"error": str(exc)})
+        if self.uplink is not None:
+            self.uplink.publish("selftest", report)
+        failing = report["result"] == "fail"
+        if failing != self.selftest_failing:
+            self.selftest_failing = failing
+            self.store.set_state("selftest_failing", "1" if failing else "0")
+            self.own_event(ev.SELF_TEST_FAILURE, ev.NEW if failing else ev.RESTORE, ev.ZONE_SYSTEM)
+        log.info("self-test done", extra={"trigger": trigger, "result": report["result"], "saved": saved})
+        return report, saved
+
+    async def _periodic_self_test(self) -> None:
+        every_s = self.config.selftest.every_h * 3600
+        while True:
+            await asyncio.sleep(every_s)
+            try:
+                await self.self_test("periodic", interactive=False)
+            except Exception:
+                log.exception("the periodic self-test could not run")
 
     def _turn_dome_camera(self) -> None:
         camera = self.config.camera
@@ -302,6 +354,14 @@ class Daemon:
             self.uplink.start()
         if self.video is not None and self.video_link is not None:
             self._start_video(self.video, self.video_link)
+        periodic = asyncio.create_task(self._periodic_self_test()) if self.config.selftest.every_h > 0 else None
+        if self.config.selftest.socket:
+            self.selftest_server = SelfTestServer(self)
+            try:
+                await self.selftest_server.start(self.config.selftest.socket)
+            except OSError as exc:
+                log.error("no self-test socket", extra={"socket": self.config.selftest.socket, "error": str(exc)})
+                self.selftest_server = None
         sdnotify.ready()
         watchdog = sdnotify.watchdog_interval()
         next_feed = loop.time()
@@ -319,6 +379,10 @@ class Daemon:
                     pass
         finally:
             sdnotify.stopping()
+            if periodic is not None:
+                periodic.cancel()
+            if self.selftest_server is not None:
+                await self.selftest_server.stop()
             loop.remove_reader(self.port.fileno())
             if self.video is not None:
                 await asyncio.to_thread(self.video.stop)

@@ -457,6 +457,11 @@ class EventStore:
             (key, value, time.time()),
         )
 
+    def uplinked_at(self, uid: str) -> float | None:
+        """When the centre's receipt confirmed the event ``uid`` (None: not yet, or no such event)."""
+        row = self._db.execute("SELECT uplinked_at FROM events WHERE uid = ?", (uid,)).fetchone()
+        return None if row is None else row[0]
+
     def get_state(self, key: str) -> str | None:
         """The value kept under ``key``, or None."""
         row = self._db.execute("SELECT value FROM state WHERE key = ?", (key,)).fetchone()

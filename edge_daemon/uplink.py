@@ -208,6 +208,7 @@ class Uplink:
         self.username = account(config, topics)
         self.client_id = client_id(config, topics)
         self.counters = UplinkCounters()
+        self.receipt_clock: tuple[float, float] | None = None  # (the centre's time in the newest receipt, ours then)
         self.on_command: CommandHandler | None = None
         self.on_request: Callable[[bytes], Awaitable[dict[str, Any]]] | None = None  # unsigned, Home Assistant
         self.on_trouble: Callable[[bool], None] | None = None  # Contact ID 354 raised (True) or restored
@@ -379,6 +380,14 @@ class Uplink:
             self._inflight[info.mid] = outbox or ("", 0)
         return info.mid
 
+    def clock_skew_s(self, max_age_s: float = 3600.0) -> float | None:
+        """How far ahead of the centre's clock this post's is (seconds), from the newest receipt; None if
+        there is none this recent.  The receipt's travel time counts as skew: it is tens of milliseconds."""
+        if self.receipt_clock is None or time.time() - self.receipt_clock[1] > max_age_s:
+            return None
+        centre_at, ours = self.receipt_clock
+        return ours - centre_at
+
     def publish(self, channel: str, value: Any, correlation: bytes | None = None) -> int | None:
         """Publish ``value`` on one of the post's channels now (None when not connected)."""
         spec = contract.CHANNELS[channel]
@@ -498,6 +507,7 @@ class Uplink:
         if verdict != "valid":
             raise contract.ContractError(f"{verdict}: {detail}")
         receipt = contract.decode("receipts", payload)
+        self.receipt_clock = (contract.parse_time(receipt["at"]), time.time())
         if receipt["store"] != self.store.store_id:
             raise contract.ContractError(f"for store {receipt['store']}, not this post's {self.store.store_id}")
         return {table: contract.receipt_ranges(receipt, table) for table in contract.OUTBOX_KINDS}

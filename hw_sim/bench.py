@@ -46,7 +46,7 @@ from hw_sim.paths import tool
 from hw_sim.timeline import Timeline
 from hw_sim.wire import Wire
 
-INPUTS = ("button", "key_switch", "tamper")
+INPUTS = ("button", "key_switch", "tamper", "siren_sense")
 OUTPUTS = ("strobe", "siren", "status_led", "alarm_line")
 PWRON_RESET, WDT_RESET = 1, 3
 
@@ -157,6 +157,7 @@ class Bench:
             pin = self._pin(device)
             if pin is not None:
                 self._levels[pin] = self._level(device, False)
+        self.siren_open_circuit = False  # a fault to inject: the siren's wire cut, no current through it
         self.supply_volts = 13.8
         if self.board["pins.supply_adc.pin"] is not None:
             self._adc[self.board["pins.supply_adc.pin"]] = self._adc_counts(self.supply_volts)
@@ -340,6 +341,8 @@ class Bench:
             device = self._pin_names.get(pin, f"pin{pin}")
             level = 65535 - duty if device in OUTPUTS and self._active_low(device) else duty
             self.timeline.add(device, level > 0, level=level / 65535, freq=freq, at=now)
+            if device == "siren":
+                self._siren_current(level > 0)
         elif kind == "D":
             self._wdt_timeout = int(args[0]) / 1000
             self._wdt_deadline = now + self._wdt_timeout
@@ -351,6 +354,16 @@ class Bench:
             self.heap_samples.append((int(args[0]), int(args[1])))
         elif kind == "R":
             threading.Thread(target=self.restart, args=(5,), daemon=True).start()
+
+    def _siren_current(self, driven: bool) -> None:
+        """The siren's current-sense input: active while the siren is driven, unless its circuit is open."""
+        pin = self._pin("siren_sense")
+        if pin is None:
+            return
+        level = self._level("siren_sense", driven and not self.siren_open_circuit)
+        if self._levels.get(pin) != level:
+            self._levels[pin] = level
+            self._send_lines([f"E {pin} 0:{level}"])
 
     def _read_console(self, proc: subprocess.Popen[bytes], generation: int) -> None:
         assert proc.stdout is not None

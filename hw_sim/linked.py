@@ -15,6 +15,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -46,9 +47,16 @@ class PiProcess:
         self.db = folder / "events.db"
         self.config = folder / "edge.toml"
         settings = "".join(f"{key} = {value}\n" for key, value in link.items())
+        # a unix socket's path is at most 107 bytes: a folder of its own in /tmp, not the test's
+        self.selftest_socket = Path(tempfile.mkdtemp(prefix="alarmpost-selftest-")) / "selftest.sock"
+        selftest = (
+            f'\n[selftest]\nsocket = "{self.selftest_socket}"\nreport_dir = "{folder / "selftest"}"\nevery_h = 0\n'
+            if "[selftest]" not in extra
+            else ""
+        )
         self.config.write_text(
             f'[serial]\nport = "{port}"\n[store]\npath = "{self.db}"\n[gpio]\nenabled = false\n'
-            f'[board]\nname = "{board}"\n[link]\n{settings}{extra}'
+            f'[board]\nname = "{board}"\n[link]\n{settings}{extra}{selftest}'
         )
         self.board = board
         self.proc: subprocess.Popen[bytes] | None = None

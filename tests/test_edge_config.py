@@ -151,7 +151,7 @@ def test_config_is_frozen() -> None:
         ("[serial]\nparity = 'N'", "serial.parity: unknown key (known: port, baud)"),
         (
             "[sirial]\nport = 'x'",
-            "sirial: unknown section (known: serial, store, link, gpio, log, board, uplink, camera)",
+            "sirial: unknown section (known: serial, store, link, gpio, log, board, uplink, camera, selftest)",
         ),
         ("name = 'post-1'", "name: unknown section"),
         ("gpio = 5", "gpio: 5 is not a table (write it as [gpio])"),

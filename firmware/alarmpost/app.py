@@ -36,6 +36,11 @@ def load_settings(folder="."):
 def run(folder="."):
     board, config, errors = load_settings(folder)
     gc.collect()
+    # Every module the post will ever use is loaded now, while the heap is whole: a module's
+    # names go into the interpreter's string pools, which grow by doubling into one contiguous
+    # block (640 names: some 10 KB).  Loaded later, for a command, that block may no longer be
+    # there in a heap fragmented by hours of running, and a remote reset would fail for it.
+    from alarmpost import commands  # noqa: F401
     from alarmpost.post import Post
 
     asyncio.run(Post(board, config, errors, folder).run())

@@ -33,7 +33,9 @@ def handle(post, command, args):
     if command == codec.CMD_STATUS:
         return codec.OK, status(post)
     if command == codec.CMD_SELF_TEST:
-        return (codec.FAILED if post.faults else codec.OK), status(post)
+        if args != b"read":  # "read": only the answer so far ("pending" until the chirp is over)
+            post.check_siren()
+        return (codec.FAILED if post.faults else codec.OK), self_test(post)
     if command == codec.CMD_CONFIG_SET:
         return config_set(post, args)
     return codec.UNKNOWN_COMMAND, b""
@@ -50,6 +52,20 @@ def status(post):
             "boot": post.boot_count,
             "supply_cv": int(volts * 100),
         }
+    ).encode()
+
+
+def self_test(post):
+    """What the self-test asks of the board: troubles, the siren check, the journal, the supply."""
+    volts = post.supply.volts if post.supply is not None and post.supply.volts is not None else 0
+    return json.dumps(
+        {
+            "faults": len(post.faults),
+            "check": post.siren.check,
+            "journal_pct": post.journal.fill_pct(),
+            "supply_cv": int(volts * 100),
+        },
+        separators=(",", ":"),
     ).encode()
 
 

@@ -39,6 +39,7 @@ ZONE_NAMES = {
     ev.ZONE_LINK: "serial link",
     ev.ZONE_ALARM_LINE: "alarm line",
     ev.ZONE_UPLINK: "uplink to the centre",
+    ev.ZONE_SIREN: "siren",
 }
 
 # Reset causes carried by the boot (SYSTEM_RESET) event; numbers follow `machine`.

@@ -50,6 +50,7 @@ ZONE_OPERATOR = 6
 ZONE_LINK = 7  # the serial link between the board and the Pi
 ZONE_ALARM_LINE = 8  # the hard-wired alarm line, as the Pi sees it
 ZONE_UPLINK = 9  # the Pi's path to the monitoring centre
+ZONE_SIREN = 10  # the siren and its wiring, as its current-sense input sees them
 
 # Values carried by panic events
 PRESS_FIRST = 1  # the press that raised the alarm

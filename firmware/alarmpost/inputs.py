@@ -27,6 +27,18 @@ def _ignore(*args):
     pass
 
 
+class SenseInput:
+    """A plain input read when asked, no debounce: the siren's current sense (active while current flows)."""
+
+    def __init__(self, pin, active_low=False, pull="none"):
+        self.active_value = 0 if active_low else 1
+        self.pin = Pin(pin, Pin.IN, _PULLS[pull])
+
+    @property
+    def is_active(self):
+        return self.pin.value() == self.active_value
+
+
 class DigitalInput:
     """A GPIO input that records its last edge and wakes its task on every edge."""
 

@@ -98,6 +98,8 @@ class Siren(Patterned, PwmOutput):
     sweep_ms = 1200
     step_ms = 40
     duty_pct = 50
+    sense = None  # its current-sense input, where the board has one (wiring sets it)
+    check = "none"  # the last check (Post.check_siren): none, pending, ok, open, sounding
 
     is_on = False
 
@@ -145,6 +147,8 @@ class NullOutput:
 
     is_on = False
     pattern = ()
+    sense = None
+    check = "none"
 
     def show(self, pattern):
         self.pattern = pattern

@@ -47,7 +47,7 @@ uart.rx pin required
 uart.baud int 115200 9600 1000000
 pins.supply_adc.pin pin none
 """
-_INPUT_PINS = ("button", "key_switch", "tamper")
+_INPUT_PINS = ("button", "key_switch", "tamper", "siren_sense")
 _OUTPUT_PINS = ("strobe", "siren", "status_led", "alarm_line")
 
 _CONFIG = """

@@ -9,7 +9,7 @@ trouble, and the rest of the post works on.
 
 import machine
 
-from alarmpost.inputs import Button, Switch
+from alarmpost.inputs import Button, SenseInput, Switch
 from alarmpost.link import Link
 from alarmpost.outputs import Blinker, DigitalOutput, NullOutput, Siren, Strobe
 from alarmpost.supply import Supply
@@ -73,6 +73,7 @@ def inputs(post):
     for switch in (post.key_switch, post.tamper):
         if switch is not None:
             switch.debounce_ms = config["switch_debounce_ms"]
+    post.siren.sense = _input(post, "siren_sense", SenseInput)
     post.supply = _device(post, "supply_adc", lambda p, low: _supply(post, p, low), None)
 
 
