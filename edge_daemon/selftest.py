@@ -70,6 +70,7 @@ class SelfTest:
 
     def __init__(self, daemon: Daemon, trigger: str, interactive: bool, say: Say) -> None:
         self.daemon = daemon
+        self.prompt_s = daemon.config.selftest.prompt_s
         self.trigger = trigger
         self.interactive = interactive
         self.say = say
@@ -83,8 +84,8 @@ class SelfTest:
         started, began = time.time(), time.monotonic()
         checks: list[tuple[str, Callable[[], Awaitable[tuple[str, str]]]]] = [
             ("board_link", self.board_link),
-            ("board_troubles", self.board_troubles),
             ("siren", self.siren),
+            ("board_troubles", self.board_troubles),
             ("strobe", self.strobe),
             ("supply", self.supply),
             ("journal", self.journal),
@@ -163,7 +164,8 @@ class SelfTest:
     async def board_troubles(self) -> tuple[str, str]:
         if self.status is None:
             return SKIP, "no answer from the board (see board_link)"
-        faults = int(self.status.get("faults", 0))
+        _, data = await self.daemon.link.command(codec.CMD_SELF_TEST, b"read", timeout=3.0)  # after the siren check
+        faults = int(json.loads(data.decode()).get("faults", 0))
         if faults:
             return FAIL, (
                 f"the board reports {faults} active trouble(s) (tamper open, supply, stuck button, siren,"

@@ -67,7 +67,12 @@ def gate_wifi(portal_config: Path, net: Path = Path("/sys/class/net"), timeout: 
         code = exc.code
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
-        return [wifi_step, step("portal", "fail", f"the portal does not answer on {url} ({reason}): systemctl status alarmpost-portal")]
+        return [
+            wifi_step,
+            step(
+                "portal", "fail", f"the portal does not answer on {url} ({reason}): systemctl status alarmpost-portal"
+            ),
+        ]
     return [wifi_step, step("portal", "pass", f"answers on {url} ({code})")]
 
 

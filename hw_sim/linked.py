@@ -10,6 +10,7 @@ side is awaited through the bench.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
@@ -41,22 +42,33 @@ def write_secret(path: Path, text: str) -> Path:
 class PiProcess:
     """The edge daemon as its own process, with GPIO off."""
 
-    def __init__(self, port: str, folder: Path, board: str = "post-1", extra: str = "", **link: float) -> None:
-        """``extra`` is more TOML for the config (e.g. an ``[uplink]`` section); ``link`` sets ``[link]`` keys."""
+    def __init__(
+        self,
+        port: str,
+        folder: Path,
+        board: str = "post-1",
+        extra: str = "",
+        selftest: dict[str, Any] | None = None,
+        **link: float,
+    ) -> None:
+        """``extra`` is more TOML for the config (e.g. an ``[uplink]`` section); ``link`` sets ``[link]`` keys;
+        ``selftest`` changes ``[selftest]`` (its socket and reports are the test's, no periodic self-test)."""
         self.folder = folder
         self.db = folder / "events.db"
         self.config = folder / "edge.toml"
         settings = "".join(f"{key} = {value}\n" for key, value in link.items())
         # a unix socket's path is at most 107 bytes: a folder of its own in /tmp, not the test's
         self.selftest_socket = Path(tempfile.mkdtemp(prefix="alarmpost-selftest-")) / "selftest.sock"
-        selftest = (
-            f'\n[selftest]\nsocket = "{self.selftest_socket}"\nreport_dir = "{folder / "selftest"}"\nevery_h = 0\n'
-            if "[selftest]" not in extra
-            else ""
-        )
+        tests: dict[str, Any] = {
+            "socket": str(self.selftest_socket),
+            "report_dir": str(folder / "selftest"),
+            "every_h": 0,
+        }
+        tests.update(selftest or {})
+        tests_toml = "\n[selftest]\n" + "".join(f"{key} = {json.dumps(value)}\n" for key, value in tests.items())
         self.config.write_text(
             f'[serial]\nport = "{port}"\n[store]\npath = "{self.db}"\n[gpio]\nenabled = false\n'
-            f'[board]\nname = "{board}"\n[link]\n{settings}{extra}{selftest}'
+            f'[board]\nname = "{board}"\n[link]\n{settings}{extra}{tests_toml}'
         )
         self.board = board
         self.proc: subprocess.Popen[bytes] | None = None

@@ -42,8 +42,9 @@ class UplinkedPost:
         bench: Bench | None = None,
         site: str | None = None,
         camera: dict[str, Any] | None = None,
+        selftest: dict[str, Any] | None = None,
     ) -> None:
-        """``uplink`` and ``camera`` add to or change the daemon's ``[uplink]`` and ``[camera]`` settings."""
+        """``uplink``, ``camera`` and ``selftest`` add to or change the daemon's settings of those names."""
         self.folder = folder
         self.site = site or self.site
         self.host, self.port = host, port
@@ -80,7 +81,7 @@ class UplinkedPost:
             toml += "\n[camera]\n" + "".join(f"{k} = {_toml(v)}\n" for k, v in pictures.items())
         self.bench = bench if bench is not None else linked_bench(folder)
         assert self.bench.wire is not None
-        self.pi = PiProcess(self.bench.wire.path, folder, board=post, extra=toml)
+        self.pi = PiProcess(self.bench.wire.path, folder, board=post, extra=toml, selftest=selftest)
         self.centres: list[Centre] = []
 
     def start(self) -> None:

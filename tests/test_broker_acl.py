@@ -188,7 +188,7 @@ def client(broker: Mosquitto, pki: Pki) -> Iterator[Callable[..., Client]]:
 
 # what each of a post's accounts publishes: the daemon's, its pictures' and its portal's
 POST_CHANNELS = {
-    NORTH: ("availability", "state", "events", "results", "audit", "health"),
+    NORTH: ("availability", "state", "events", "results", "audit", "health", "selftest"),
     f"{NORTH}/video": ("snapshots", "stream"),
     f"{NORTH}/portal": ("portal",),
 }

@@ -55,6 +55,7 @@ class Post:
         self._dropped_reported = 0  # journal.dropped when 624 was last reported
         self.faults = {}  # (code, zone) -> True while active: troubles, tamper, supply
         self.testing = False
+        self._next_check_ms = self.config["selftest_h"] * 3600000  # the first periodic siren check
         self.listeners = []
         self.seq = 0
         self.boot_count = 1
@@ -221,6 +222,13 @@ class Post:
             asyncio.create_task(self._check_siren())
         return True
 
+    def _periodic_check(self):
+        """Every ``selftest_h`` hours of uptime, the siren's check (a quiet chirp): on its own, with no Pi."""
+        period = self.config["selftest_h"] * 3600000
+        if period and self._uptime >= self._next_check_ms:
+            self._next_check_ms = self._uptime + period
+            self.check_siren()
+
     async def _check_siren(self):
         siren = self.siren
         if self.sounding:
@@ -319,6 +327,7 @@ class Post:
             self.uptime_ms()
             self.alarm.check_siren_cutoff()
             self.watch_journal()  # the Pi's acknowledgements free the journal between events
+            self._periodic_check()
             turns += 1
             if turns % self.gc_every == 0:
                 gc.collect()

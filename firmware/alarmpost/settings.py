@@ -64,6 +64,7 @@ siren_step_ms int 40 10 500
 siren_duty_pct int 50 1 50
 strobe_duty_pct int 100 1 100
 test_pattern_s int 10 1 120
+selftest_h int 24 0 168
 supply_poll_ms int 1000 50 60000
 supply_confirm_ms int 5000 0 600000
 ac_loss_v num 13.0 5.0 50.0
