@@ -39,6 +39,7 @@ def flash_once(folder: Path) -> dict[str, object]:
 
 def press(folder: Path) -> tuple[bool, float]:
     with Bench("sim", flash=folder, flashed=True) as bench:
+        bench.wait_boot(1)  # its tasks run: a press now is taken
         mark = len(bench.logged)
         pressed = bench.press()
         siren = bench.wait_output("siren", True, after=pressed)

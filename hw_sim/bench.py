@@ -363,7 +363,10 @@ class Bench:
         level = self._level("siren_sense", driven and not self.siren_open_circuit)
         if self._levels.get(pin) != level:
             self._levels[pin] = level
-            self._send_lines([f"E {pin} 0:{level}"])
+            try:
+                self._send_lines([f"E {pin} 0:{level}"])
+            except (BenchError, OSError):
+                pass  # the power was cut meanwhile: the level is sent with the others at the next power-on
 
     def _read_console(self, proc: subprocess.Popen[bytes], generation: int) -> None:
         assert proc.stdout is not None

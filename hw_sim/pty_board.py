@@ -30,7 +30,9 @@ class PtyBoard:
         self.flash = flash
         self.port = ""
         self.proc: subprocess.Popen[bytes] | None = None
-        self._keep: int | None = None  # our own hold on the port: the REPL never reads EIO between connections
+        # our own hold on both ends: the REPL never reads EIO between connections, and what it wrote
+        # just before a reset ended it (the raw REPL's last "\x04") is still there for mpremote to read
+        self._keep: list[int] = []
 
     def start(self) -> PtyBoard:
         self.flash.mkdir(parents=True, exist_ok=True)
@@ -40,8 +42,7 @@ class PtyBoard:
         self.proc = subprocess.Popen(
             [tool("micropython"), str(REPL_SCRIPT)], stdin=master, stdout=master, stderr=subprocess.PIPE, cwd=self.flash
         )
-        os.close(master)
-        self._keep = slave
+        self._keep = [master, slave]
         return self
 
     @property
@@ -61,9 +62,9 @@ class PtyBoard:
             if self.proc.stderr is not None:
                 self.proc.stderr.close()
             self.proc = None
-        if self._keep is not None:
-            os.close(self._keep)
-            self._keep = None
+        for fd in self._keep:
+            os.close(fd)
+        self._keep = []
 
     def __enter__(self) -> PtyBoard:
         return self.start()

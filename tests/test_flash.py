@@ -68,6 +68,7 @@ def test_a_board_is_flashed_verified_and_boots_what_was_flashed(board_folder: Pa
     stamp = json.loads((board_folder / STAMP).read_text())
     assert stamp["board"] == "sim" and stamp["build"] == report.build and stamp["files"] == len(expected) - 1
     with Bench("sim", flash=board_folder, flashed=True) as bench:
+        bench.wait_boot(1)  # its tasks run: a press now is taken
         mark = len(bench.logged)
         bench.press()
         bench.wait_event(ev.PANIC, ev.NEW, since=mark, zone=ev.ZONE_BUTTON)
