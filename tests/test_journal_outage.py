@@ -113,10 +113,9 @@ def test_events_after_an_outage_reach_the_pi_past_the_holes(tmp_path: Path) -> N
         lost = {seq for seq in board if seq <= total.seq} - set(stored)
         assert lost and max(lost) < made[-1].seq  # the holes were passed, up to the latest state
         assert made[-1].seq in stored
-        # The count the centre gets covers what it never saw.  Open defect: about one run in ten under
-        # load it comes out one short of the events lost; until that is found, one short is tolerated
-        # and anything more fails.
-        assert len(lost) <= total.value + 1 and total.value <= len(board)
+        # The count the centre gets covers what it never saw (it may count an event the Pi stored
+        # but never acknowledged before it was killed: the board could not know it was safe).
+        assert len(lost) <= total.value <= len(board)
         log = (tmp_path / f"daemon{pi.starts}.log").read_text()
         assert "events lost before they could be sent" in log
         # what the Pi stored is freed: back to the newest segment of each ring

@@ -117,6 +117,11 @@ class Journal:
     def segments(self):
         return len(self._names[0]) + len(self._names[1]) + len(self._names[2])
 
+    def room(self, ring):
+        """Events ``ring`` takes before room must be made for one (by folding or dropping)."""
+        tail = 0 if self._full(ring) else self.records - self._tail_count[ring]
+        return tail + (self.max_segments - self.segments()) * self.records
+
     def capacity(self):
         """Events the journal holds when every segment is full."""
         return self.max_segments * self.records

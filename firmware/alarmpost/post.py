@@ -24,7 +24,7 @@ import machine
 
 from alarmpost import events, patterns
 from alarmpost.alarm import Alarm
-from alarmpost.journal import Journal
+from alarmpost.journal import TROUBLES, Journal
 from alarmpost.supervisor import Supervisor
 
 LATCH_FILE = "latched"
@@ -117,7 +117,8 @@ class Post:
         623 comes once when the journal reaches ``log_full_pct`` and is restored below
         ``log_clear_pct``.  624 comes each time room was made by folding or dropping,
         its value the number gone since the overflow began (so of repeated 624s, folded
-        in turn, the latest has the count); it is restored, with the total, with 623.
+        in turn, the latest has the count); it is restored, with the total, with 623, once
+        both restores fit without making room (making it could lose an event after the total).
         The state changes before each report, so the report's own ``emit`` (which
         calls this again) finds nothing more to say unless its write made room too.
         """
@@ -133,7 +134,9 @@ class Post:
             self._gone += journal.dropped - self._dropped_reported
             self._dropped_reported = journal.dropped
             self.emit(events.LOG_OVERFLOW, events.NEW, events.ZONE_SYSTEM, min(self._gone, 0xFFFF))
-        elif self._log_full and pct < self.log_clear_pct:
+        elif self._log_full and pct < self.log_clear_pct and journal.room(TROUBLES) >= 2:
+            # both restores are written without making room: room made for them could drop an event
+            # the total below has not counted (until the Pi's acknowledgements free a segment, wait)
             self._log_full = False
             self.emit(events.LOG_FULL, events.RESTORE, events.ZONE_SYSTEM, pct)
             if self._log_overflow:

@@ -185,4 +185,20 @@ for name in ("journal.0", "journal.1"):
         raise AssertionError(name + " left behind")
     except OSError:
         pass
+# -- room: what a ring takes before room must be made (the overflow report's restores wait for 2) --
+from alarmpost.journal import RESTORES, TROUBLES  # noqa: E402
+
+folder = fresh()
+j = reopened(folder)
+assert j.room(TROUBLES) == 20  # 5 empty segments of 4
+for seq in range(1, 4):
+    j.append(tamper(seq))  # tamper changes: the troubles ring
+assert j.room(TROUBLES) == 1 + 4 * 4  # one place left in its segment, 4 free segments
+assert j.room(RESTORES) == 4 * 4  # a ring with no segment needs a free one
+for seq in range(4, 21):
+    j.append(tamper(seq))
+assert j.room(TROUBLES) == 0 and j.dropped == 0  # full, nothing lost yet: the next one makes room
+j.set_acked(20)
+assert j.room(TROUBLES) == 4 * 4  # the Pi stored it all: the older segments went, the newest is full
+
 print("OK")
