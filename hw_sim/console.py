@@ -18,8 +18,7 @@ the Pi's store (read through a read-only connection of the console's own).
 
 The daemon's uplink reaches a monitoring centre, all on loopback and needing
 nothing from outside (:mod:`hw_sim.sim_centre`): the console starts its own
-broker (a real mosquitto when it is installed, else the embedded pure-Python one;
-``--broker`` chooses), writes a fresh command key, and connects a reference
+broker (mosquitto, on a free loopback port), writes a fresh command key, and connects a reference
 :class:`~edge_daemon.centre.Centre` holding the post's key.  The screen's centre
 section shows the broker, the post's availability and retained state as the
 centre sees them, the events as they arrive (with the press-to-centre latency of
@@ -73,7 +72,7 @@ mode a command through the centre waits for its result::
     python -m hw_sim.console --board rpi_pico --config fast.json
     python -m hw_sim.console --script "b,wait:0.3,b,wait:0.3,k,wait:0.5,q"
     python -m hw_sim.console --script "b,wait:1,a,x,o,wait:0.5"
-    python -m hw_sim.console --broker embedded --script "m,b,wait:0.5,b,m,c"
+    python -m hw_sim.console --script "m,b,wait:0.5,b,m,c"
     echo q | python -m hw_sim.console
 
 Without ``--config`` the firmware's defaults apply: the siren stops after 180 s,
@@ -124,7 +123,7 @@ from hw_sim.bench import OUTPUTS, Bench, BenchError, Logged
 from hw_sim.mosquitto import BrokerError
 from hw_sim.paths import MissingTool
 from hw_sim.pi_wiring import PiWiring
-from hw_sim.sim_centre import BROKER_KINDS, COMMAND_TIMEOUT_S, SimCentre, centre_events, centre_rows
+from hw_sim.sim_centre import COMMAND_TIMEOUT_S, SimCentre, centre_events, centre_rows
 from hw_sim.sim_portal import SimPortal
 from hw_sim.timeline import Change
 from tools.boards import SettingsError
@@ -1118,12 +1117,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--plain", action="store_true", help="a line per change even in a terminal")
     parser.add_argument("--seed", type=int, help="seed for the button's contact bounce")
     parser.add_argument(
-        "--broker",
-        choices=BROKER_KINDS,
-        default="auto",
-        help="the centre's MQTT broker on loopback; auto: mosquitto when installed, else the embedded one",
-    )
-    parser.add_argument(
         "--pictures",
         type=Path,
         metavar="DIR",
@@ -1207,8 +1200,6 @@ def run(sim: Sim, args: argparse.Namespace) -> int:
             print(f"no curses screen ({exc}): plain mode", file=sys.stderr)
     log = Log(sim, sys.stdout)
     print(f"the Pi's daemon logs to {sim.pi.log_path} (removed on exit)", flush=True)
-    if sim.centre.broker.note:
-        print(f"the embedded broker stands in for mosquitto: {sim.centre.broker.note}", flush=True)
     if args.script is not None:
         run_script(log, args.script)
     else:
@@ -1251,7 +1242,7 @@ def main(argv: list[str] | None = None) -> int:
     pi: Pi | None = None
     try:
         pi = Pi(bench)
-        sim = Sim(bench, pi, SimCentre(pi.folder / "centre", args.broker, args.pictures))
+        sim = Sim(bench, pi, SimCentre(pi.folder / "centre", args.pictures))
     except BaseException:
         if pi is not None:
             pi.close()

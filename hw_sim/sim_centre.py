@@ -1,9 +1,8 @@
 """The monitoring centre beside the sim post: its own broker on loopback and a reference centre.
 
 ``make sim`` (:mod:`hw_sim.console`) needs nothing from outside: :class:`SimBroker`
-runs a real mosquitto when it is installed and the embedded pure-Python broker
-(:class:`~hw_sim.mqtt_broker.BrokerThread`) otherwise, and can be stopped and
-started again on the same port.  :class:`SimCentre` writes a fresh command key,
+runs mosquitto (which ``make install`` installs) in the sim's folder, on a free
+loopback port, and can stop it and start it again on the same port.  :class:`SimCentre` writes a fresh command key,
 gives the sim's edge daemon its ``[uplink]`` settings, connects a reference
 :class:`~edge_daemon.centre.Centre` holding the post's key, sends signed commands
 from a worker thread (the screen never waits on the network) and describes what
@@ -12,7 +11,7 @@ arrive, and the counts of duplicates and contract violations.
 
 Example::
 
-    centre = SimCentre(folder, "auto")
+    centre = SimCentre(folder)
     centre.start_broker()
     uplink = centre.uplink_settings()     # the daemon's [uplink] table
     centre.connect("post-1")
@@ -39,10 +38,8 @@ from edge_daemon.commands import BOARD_STATUSES
 from edge_daemon.viewer import Picture
 from hw_sim.linked import write_secret
 from hw_sim.mosquitto import BrokerError, Mosquitto
-from hw_sim.mqtt_broker import BrokerThread
-from hw_sim.paths import MissingTool, tool
+from hw_sim.paths import tool
 
-BROKER_KINDS = ("auto", "mosquitto", "embedded")
 HOST = "127.0.0.1"
 SITE = "sim-school"
 OPERATOR = "sim console"  # who the post's audit says sent the commands
@@ -59,54 +56,28 @@ def first_line(exc: BaseException) -> str:
 
 
 class SimBroker:
-    """An MQTT broker on loopback: mosquitto, the embedded one, or (``auto``) mosquitto when installed."""
+    """mosquitto on loopback, in the sim's folder; stopped and started again on the same port."""
 
-    def __init__(self, folder: Path, asked: str = "auto") -> None:
-        if asked not in BROKER_KINDS:
-            raise ValueError(f"broker {asked!r}: expected one of {', '.join(BROKER_KINDS)}")
+    kind = "mosquitto"
+
+    def __init__(self, folder: Path) -> None:
         self.folder = folder
-        self.asked = asked
-        self.kind = "mosquitto" if asked == "mosquitto" else "embedded"
-        self.note = ""  # why auto did not run mosquitto
         self.port = 0
         self._mosquitto: Mosquitto | None = None
-        self._embedded: BrokerThread | None = None
 
     def start(self) -> None:
-        """Start the broker asked for; ``auto`` falls back to the embedded one and notes why."""
-        if self.asked != "embedded":
-            try:
-                self._start_mosquitto()
-                return
-            except (MissingTool, BrokerError, OSError) as exc:
-                if self.asked == "mosquitto":
-                    raise
-                self.note = first_line(exc)
-        self._start_embedded(0)
-
-    def _start_mosquitto(self) -> None:
-        tool("mosquitto")  # MissingTool when it is not installed
+        tool("mosquitto")  # MissingTool, naming the package, when it is not installed
         broker = Mosquitto(self.folder / "mosquitto")
         broker.start()
-        self._mosquitto, self.kind, self.port = broker, "mosquitto", broker.port
-
-    def _start_embedded(self, port: int) -> None:
-        broker = BrokerThread(HOST, port)
-        self.port = broker.start()
-        self._embedded, self.kind = broker, "embedded"
+        self._mosquitto, self.port = broker, broker.port
 
     @property
     def running(self) -> bool:
-        if self._mosquitto is not None:
-            return self._mosquitto.running
-        return self._embedded is not None
+        return self._mosquitto is not None and self._mosquitto.running
 
     def stop(self) -> None:
         if self._mosquitto is not None:
             self._mosquitto.stop()
-        if self._embedded is not None:
-            self._embedded.stop()
-            self._embedded = None
 
     def toggle(self) -> str:
         """Stop the broker if it runs, else start it again on the same port; what happened, in words."""
@@ -114,10 +85,10 @@ class SimBroker:
             if self.running:
                 self.stop()
                 return f"stopped the {self.kind} broker: the post's events wait in its outbox"
-            if self._mosquitto is not None:
-                self._mosquitto.start()
+            if self._mosquitto is None:
+                self.start()
             else:
-                self._start_embedded(self.port)
+                self._mosquitto.start()
         except (BrokerError, OSError, RuntimeError) as exc:
             return f"the {self.kind} broker on port {self.port} cannot start again: {first_line(exc)}"
         return f"started the {self.kind} broker again on port {self.port}: the post's outbox drains"
@@ -130,11 +101,11 @@ class SimBroker:
 class SimCentre:
     """The broker, the command key and a reference centre for the sim's post; see the module docstring."""
 
-    def __init__(self, folder: Path, broker: str = "auto", pictures: Path | None = None) -> None:
+    def __init__(self, folder: Path, pictures: Path | None = None) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         self.pictures = pictures or folder / "pictures"  # where the centre's viewer saves what arrives
         self._shown_pictures = 0
-        self.broker = SimBroker(folder, broker)
+        self.broker = SimBroker(folder)
         self.key_file = folder / "command.key"
         write_secret(self.key_file, auth.new_key() + "\n")
         self.key_file.chmod(0o600)

@@ -15,6 +15,7 @@ from .conftest import require
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:
     require("micropython")
+    require("mosquitto")  # the sim centre's broker
     return subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True, timeout=120, check=False)
 
 
@@ -31,6 +32,7 @@ def test_sim_console_script_raises_and_resets_the_alarm() -> None:
 
 def test_sim_console_reads_keys_from_a_pipe_and_quits() -> None:
     require("micropython")
+    require("mosquitto")
     result = subprocess.run(
         [sys.executable, "-m", "hw_sim.console"], input="t\nwait:0.3\nq\n", capture_output=True, text=True, timeout=120
     )
@@ -110,9 +112,7 @@ def _processes_mentioning(text: str) -> list[str]:
 def test_sim_console_commands_go_through_the_centre_on_mosquitto(tmp_path: Path) -> None:
     require("mosquitto")
     pictures = tmp_path / "pictures"
-    result = _run(
-        "hw_sim.console", "--broker", "mosquitto", "--pictures", str(pictures), "--script", "b,wait:0.3,b,a,x,o,c"
-    )
+    result = _run("hw_sim.console", "--pictures", str(pictures), "--script", "b,wait:0.3,b,a,x,o,c")
     assert result.returncode == 0, result.stderr
     out = result.stdout
     port = re.search(r"centre broker: mosquitto 127\.0\.0\.1:(\d+) running", out)
@@ -147,16 +147,16 @@ def test_sim_console_commands_go_through_the_centre_on_mosquitto(tmp_path: Path)
     assert has_alarm_mark(saved.read_bytes())
 
 
-def test_sim_console_embedded_broker_stops_and_the_backlog_drains() -> None:
-    result = _run("hw_sim.console", "--broker", "embedded", "--script", "m,b,wait:0.3,b,a,m,c")
+def test_sim_console_broker_stops_and_the_backlog_drains() -> None:
+    result = _run("hw_sim.console", "--script", "m,b,wait:0.3,b,a,m,c")
     assert result.returncode == 0, result.stderr
     out = result.stdout
-    port = re.search(r"centre broker: embedded 127\.0\.0\.1:(\d+) running", out)
+    port = re.search(r"centre broker: mosquitto 127\.0\.0\.1:(\d+) running", out)
     assert port, out
-    stopped = out.index(f"127.0.0.1:{port[1]} running -> embedded 127.0.0.1:{port[1]} STOPPED")
+    stopped = out.index(f"127.0.0.1:{port[1]} running -> mosquitto 127.0.0.1:{port[1]} STOPPED")
     # with the broker down the press waits in the Pi's outbox and the command takes the direct link
     assert "> a: acknowledge: ok (0) (sent straight over the Pi's link: the broker is down)" in out
-    restarted = out.index(f"> m: started the embedded broker again on port {port[1]}")
+    restarted = out.index(f"> m: started the mosquitto broker again on port {port[1]}")
     arrived = re.search(r"centre event #\d+ 1120 01 001 panic, button \(press to centre [\d.]+ m?s\)", out)
     assert arrived, out
     assert stopped < restarted < arrived.start()
@@ -164,7 +164,7 @@ def test_sim_console_embedded_broker_stops_and_the_backlog_drains() -> None:
     assert status and '"state":"acknowledged"' in status[1], out
     assert arrived.start() < status.start()  # the console waited for the backlog before the next key
     final = out[out.index("Alarm post on the simulated bench") :]
-    assert f"CENTRE  broker embedded 127.0.0.1:{port[1]} running" in final
+    assert f"CENTRE  broker mosquitto 127.0.0.1:{port[1]} running" in final
     assert "contract violations 0" in final
     assert not _pi_folder(out).exists()
 
@@ -172,8 +172,9 @@ def test_sim_console_embedded_broker_stops_and_the_backlog_drains() -> None:
 def test_sim_console_serves_the_gate_wifi_splash_with_the_centres_notice() -> None:
     """`make sim` prints the portal's address; the page there shows the notice the sim's centre signed."""
     require("micropython")
+    require("mosquitto")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "hw_sim.console", "--broker", "embedded", "--script", "wait:30,q"],
+        [sys.executable, "-m", "hw_sim.console", "--script", "wait:30,q"],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
