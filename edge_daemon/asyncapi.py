@@ -95,8 +95,10 @@ _CHANNEL_NOTES = {
     ),
     "selftest": (
         "After each self-test: a technician's (`alarmpost-selftest` at the post) or the daemon's own, every "
-        "`selftest.every_h`. The daemon's also raise Contact ID 602 (periodic test) on `events` when every step "
-        "passed, 307 (self-test failure) otherwise; a failing step's `detail` says what to check."
+        "`selftest.every_h`. Each sends a test event on `events` that the centre's receipt must confirm: 601 "
+        "(manual test) for a technician's, 602 (periodic test) for the daemon's; a run with a failed step also "
+        "raises 307 (self-test failure), restored by the next that passes. A failing step's `detail` says what "
+        "to check."
     ),
 }
 

@@ -159,16 +159,24 @@ def _write_secret(folder: Path, name: str, password: str) -> Path:
     return path
 
 
-def provision(passwd: Path, acl: Path, accounts: Iterable[str], block_name: str, block: str | None) -> dict[str, str]:
-    """Give ``accounts`` new random passwords (or, with ``block`` None, remove them) and set their ACL block.
+def new_passwords(accounts: Iterable[str]) -> dict[str, str]:
+    """A fresh random password for each account."""
+    return {name: secrets.token_urlsafe(24) for name in accounts}
 
-    Returns account → password.  The password file is changed first: an account whose
-    ACL block is not there yet may log in but is allowed nothing.
+
+def provision(passwd: Path, acl: Path, passwords: Mapping[str, str | None], block_name: str, block: str | None) -> None:
+    """Set each account's password (None: remove the account) and the ACL block ``block_name`` (None: remove it).
+
+    The password file is changed first: an account whose ACL block is not there yet may
+    log in but is allowed nothing.
     """
-    passwords = {name: secrets.token_urlsafe(24) if block is not None else None for name in accounts}
     _replace(passwd, with_passwords(passwd.read_text() if passwd.exists() else "", passwords))
     _replace(acl, with_block(acl.read_text(), block_name, block))
-    return {name: password for name, password in passwords.items() if password is not None}
+
+
+def secret_file_name(account: str) -> str:
+    """The file a post or operator installs an account's password from: mqtt, video or portal.password."""
+    return account.rsplit("/", 1)[-1] + ".password" if account.count("/") == 2 else "mqtt.password"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -191,21 +199,28 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if not args.acl.is_file():
             raise AccountError(f"{args.acl}: no such ACL file (install the shipped one first)")
-        if args.action == "post":
-            passwords = provision(args.passwd, args.acl, post_accounts(args.name), args.name, post_acl(args.name))
-        elif args.action == "operator":
-            passwords = provision(args.passwd, args.acl, [args.name], args.name, operator_acl(args.name))
-        else:
+        if args.action == "remove":
             accounts = post_accounts(args.name) if "/" in args.name else [args.name]
-            provision(args.passwd, args.acl, accounts, args.name, None)
+            if args.name == "centre" or not all(NAME.fullmatch(part) for part in args.name.split("/")):
+                raise AccountError(f"{args.name!r} is not a post (SITE/POST) or an operator this tool made")
+            provision(args.passwd, args.acl, dict.fromkeys(accounts), args.name, None)
             print(f"{args.name}: accounts removed; reload the broker (systemctl reload mosquitto)")
             return 0
+        if args.action == "post":
+            accounts, block = post_accounts(args.name), post_acl(args.name)
+        else:
+            accounts, block = [args.name], operator_acl(args.name)
+        passwords = new_passwords(accounts)
+        # the files to install first: the broker's files never hold a password nobody has
+        written = {
+            name: _write_secret(args.out, secret_file_name(name), password) for name, password in passwords.items()
+        }
+        provision(args.passwd, args.acl, passwords, args.name, block)
     except (AccountError, OSError) as exc:
         print(f"broker_accounts: {exc}", file=sys.stderr)
         return 1
-    for name, password in passwords.items():
-        file_name = name.rsplit("/", 1)[-1] + ".password" if name.count("/") == 2 else "mqtt.password"
-        print(f"{name}: {_write_secret(args.out, file_name, password)}")
+    for name, path in written.items():
+        print(f"{name}: {path}")
     print("reload the broker (systemctl reload mosquitto), then install each file as its config names it")
     return 0
 

@@ -6,8 +6,8 @@ Two ways in (docs/selftest.md):
   reaches the daemon on ``selftest.socket`` and is asked to press the button, turn the key
   and open the enclosure (unless ``--non-interactive``);
 * the daemon tests the post by itself every ``selftest.every_h`` hours (no person: those
-  steps are skipped) and raises Contact ID 602 (periodic test) when every step passed,
-  307 (self-test failure) otherwise.
+  steps are skipped); its test event is Contact ID 602 (periodic test), and a run with a
+  failed step also raises 307 (self-test failure), restored by the next run that passes.
 
 Either way the report is saved in ``selftest.report_dir`` and published on ``selftest``.
 
@@ -44,6 +44,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("edge_daemon.selftest")
 
 PASS, FAIL, SKIP = "pass", "fail", "skip"
+MAX_STEPS = 64  # the report's schema takes at most this many steps ...
+DETAIL_MAX = 500  # ... with at most this much to say each
 Say = Callable[[dict[str, Any]], Awaitable[None]]
 
 
@@ -109,7 +111,7 @@ class SelfTest:
                 await self._record(Step(name, status, detail))
         finally:
             self.daemon.event_listeners.remove(self._event)
-        for step in local or []:
+        for step in (local or [])[: MAX_STEPS - len(self.steps)]:
             await self._record(Step(str(step["name"]), str(step["status"]), str(step["detail"])))
         result = FAIL if any(step.status == FAIL for step in self.steps) else PASS
         return {
@@ -121,13 +123,22 @@ class SelfTest:
         }
 
     async def _record(self, step: Step) -> None:
+        step.detail = step.detail[:DETAIL_MAX]  # the report's schema: no detail longer
         self.steps.append(step)
         await self.say({"step": step.name, "status": step.status, "detail": step.detail})
 
-    async def _ask(self, name: str, prompt: str, test: Callable[[ev.Event], bool]) -> ev.Event | None:
-        """Ask the technician; the board's event that answers, or None after ``prompt_s``."""
+    def _watch(self, test: Callable[[ev.Event], bool]) -> asyncio.Future[ev.Event]:
+        """The board's next event that passes ``test``, from now on."""
         future: asyncio.Future[ev.Event] = asyncio.get_running_loop().create_future()
         self._watching.append((test, future))
+        return future
+
+    async def _ask(
+        self, name: str, prompt: str, test: Callable[[ev.Event], bool] | asyncio.Future[ev.Event]
+    ) -> ev.Event | None:
+        """Ask the technician; the board's event that answers (``test``, or a future already watching),
+        or None after ``prompt_s``."""
+        future = test if isinstance(test, asyncio.Future) else self._watch(test)
         await self.say({"step": name, "status": "prompt", "detail": f"{prompt} (within {self.prompt_s:g} s)"})
         try:
             return await asyncio.wait_for(future, self.prompt_s)
@@ -189,8 +200,10 @@ class SelfTest:
                 "no current through the siren during the chirp: its circuit is open. Check the siren's"
                 " wires at the board's terminal, its fuse, and the siren itself"
             )
-        if answer == "sounding":
-            return SKIP, "the siren is sounding (alarm or test): reset the post and run the self-test again"
+        if answer == "busy":
+            return SKIP, "an alarm is latched or a test is on: reset the post and run the self-test again"
+        if answer == "error":
+            return FAIL, "the board could not check its siren (see its console): check the siren's pin in boards/"
         if answer == "pending":
             return FAIL, f"the board did not finish its siren check within {self.siren_s:g} s"
         return SKIP, "this board has no siren sense input: listen for the siren during the key switch test"
@@ -243,16 +256,17 @@ class SelfTest:
     async def tamper(self) -> tuple[str, str]:
         if not self.interactive:
             return SKIP, "needs a technician"
+        # both watched from the start: the door's open and close may reach the Pi in one read
+        closing = self._watch(lambda e: e.code == ev.TAMPER and e.qualifier == ev.RESTORE)
         opened = await self._ask(
             "tamper",
             "Open the enclosure's door, then close it",
             lambda e: e.code == ev.TAMPER and e.qualifier == ev.NEW,
         )
         if opened is None:
+            self._watching = [(t, f) for t, f in self._watching if f is not closing]
             return FAIL, "the tamper switch did not open: check its wiring and that the door presses it"
-        closed = await self._ask(
-            "tamper", "Close the enclosure's door", lambda e: e.code == ev.TAMPER and e.qualifier == ev.RESTORE
-        )
+        closed = await self._ask("tamper", "Close the enclosure's door", closing)
         if closed is None:
             return FAIL, "the tamper switch did not close again: check that the closed door presses it"
         return PASS, "opened and closed"
@@ -353,6 +367,7 @@ def save_report(folder: Path, report: dict[str, Any], keep: int = 50) -> Path:
 
 
 LOCAL_STEP = re.compile(r"[a-z_]{1,32}")
+MAX_LOCAL_STEPS = 16  # the client's own checks (the gate WiFi's two today)
 
 
 def check_local_step(step: Any) -> None:
@@ -372,7 +387,6 @@ class SelfTestServer:
 
     def __init__(self, daemon: Daemon) -> None:
         self.daemon = daemon
-        self.busy = asyncio.Lock()
         self.server: asyncio.AbstractServer | None = None
 
     async def start(self, path: str) -> None:
@@ -389,29 +403,33 @@ class SelfTestServer:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         async def say(message: dict[str, Any]) -> None:
-            writer.write(json.dumps(message).encode() + b"\n")
-            await writer.drain()
+            if writer.is_closing():
+                return  # the technician's client went away: the self-test goes on, saved and sent
+            try:
+                writer.write(json.dumps(message).encode() + b"\n")
+                await writer.drain()
+            except (ConnectionError, OSError):
+                writer.close()
 
         try:
             request = json.loads(await asyncio.wait_for(reader.readline(), 10))
             asked = request["selftest"]
             if not isinstance(asked, dict):
                 raise ValueError("selftest: must be an object with interactive and local")
-            for step in asked.get("local", []):
+            local = asked.get("local", [])
+            if not isinstance(local, list) or len(local) > MAX_LOCAL_STEPS:
+                raise ValueError(f"local: a list of at most {MAX_LOCAL_STEPS} steps")
+            for step in local:
                 check_local_step(step)
         except (ValueError, KeyError, TypeError, TimeoutError) as exc:
             await say({"error": f"not a self-test request: {exc}"})
             writer.close()
             return
-        if self.busy.locked():
+        if self.daemon.selftest_lock.locked():
             await say({"error": "a self-test is already running on this post"})
             writer.close()
             return
-        async with self.busy:
-            try:
-                interactive = bool(asked.get("interactive", True))
-                report, saved = await self.daemon.self_test("technician", interactive, say, asked.get("local"))
-                await say({"report": report, "saved": saved})
-            except (ConnectionError, OSError):
-                log.warning("the self-test's client went away")
+        interactive = bool(asked.get("interactive", True))
+        report, saved = await self.daemon.self_test("technician", interactive, say, local)
+        await say({"report": report, "saved": saved})
         writer.close()

@@ -32,6 +32,7 @@ from edge_daemon.config import ConfigError, SelfTestConfig, load_config
 
 PORTAL_CONFIG = Path("/etc/alarmpost/portal.toml")
 EDGE_CONFIG = Path("/etc/alarmpost/edge.toml")
+READ_TIMEOUT_S = 120.0  # the longest a step may go without a word: a question (30 s), the centre (20 s)
 STYLES = {"pass": "bold green", "fail": "bold red", "skip": "yellow", "prompt": "bold cyan", "running": "dim"}
 
 
@@ -50,7 +51,10 @@ def gate_wifi(portal_config: Path, net: Path = Path("/sys/class/net"), timeout: 
     lan, portal, wifi = config.get("lan", {}), config.get("portal", {}), config.get("wifi", {})
     interface = str(lan.get("interface", "wlan1"))
     state_file = net / interface / "operstate"
-    state = state_file.read_text().strip() if state_file.exists() else "missing"
+    try:
+        state = state_file.read_text().strip() if state_file.exists() else "missing"
+    except OSError as exc:
+        state = f"unreadable ({exc.strerror})"
     mode = wifi.get("mode", "hostapd")
     if state in ("up", "unknown"):
         wifi_step = step("wifi", "pass", f"{interface} is up ({mode})")
@@ -79,6 +83,7 @@ def gate_wifi(portal_config: Path, net: Path = Path("/sys/class/net"), timeout: 
 def ask_daemon(path: str, interactive: bool, local: list[dict[str, str]], show: Any) -> dict[str, Any]:
     """Run the self-test in the daemon; each message to ``show``; the last one (report or error) returned."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+        conn.settimeout(READ_TIMEOUT_S)  # a daemon that stalls is named, not waited for without end
         conn.connect(path)
         conn.sendall(json.dumps({"selftest": {"interactive": interactive, "local": local}}).encode() + b"\n")
         with conn.makefile("rb") as lines:

@@ -77,6 +77,7 @@ class Daemon:
         self.event_listeners: list[Callable[[ev.Event, str], None]] = []
         self.link.on_stored = self._tell_listeners
         self.selftest_server: SelfTestServer | None = None
+        self.selftest_lock = asyncio.Lock()  # one self-test at a time: a technician's or the periodic one
         self.selftest_failing = self.store.get_state("selftest_failing") == "1"
         if config.uplink.enabled:
             self._make_uplink(config)
@@ -158,7 +159,10 @@ class Daemon:
 
     def _tell_listeners(self, event: ev.Event, source: str) -> None:
         for listener in list(self.event_listeners):
-            listener(event, source)
+            try:
+                listener(event, source)
+            except Exception:  # one part's fault must not keep the event from the others
+                log.exception("an event listener failed", extra={"code": event.code})
 
     def own_event(self, code: int, qualifier: int, zone: int, value: int = 0) -> str:
         """An event of the daemon's own, into the store and the outbox; its uid."""
@@ -176,14 +180,18 @@ class Daemon:
         async def quiet(message: dict[str, Any]) -> None:
             pass
 
-        report = await SelfTest(self, trigger, interactive, say or quiet).run(local)
+        async with self.selftest_lock:
+            report = await SelfTest(self, trigger, interactive, say or quiet).run(local)
         saved = ""
         try:
             saved = str(await asyncio.to_thread(save_report, Path(self.config.selftest.report_dir), report))
         except OSError as exc:
             log.error("the self-test's report could not be saved", extra={"error": str(exc)})
         if self.uplink is not None:
-            self.uplink.publish("selftest", report)
+            try:
+                self.uplink.publish("selftest", report)
+            except contract.ContractError as exc:  # the report is saved and 307 still follows
+                log.error("the self-test's report could not be sent", extra={"error": str(exc)})
         failing = report["result"] == "fail"
         if failing != self.selftest_failing:
             self.selftest_failing = failing

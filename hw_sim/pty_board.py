@@ -40,7 +40,11 @@ class PtyBoard:
         tty.setraw(slave)  # bytes as they are: Ctrl-A, -C, -D reach the REPL and "\n" stays "\n"
         self.port = os.ttyname(slave)
         self.proc = subprocess.Popen(
-            [tool("micropython"), str(REPL_SCRIPT)], stdin=master, stdout=master, stderr=subprocess.PIPE, cwd=self.flash
+            [tool("micropython"), str(REPL_SCRIPT)],
+            stdin=master,
+            stdout=master,
+            stderr=subprocess.DEVNULL,  # its tracebacks go to the host over the REPL, as a board's do
+            cwd=self.flash,
         )
         self._keep = [master, slave]
         return self
@@ -59,8 +63,6 @@ class PtyBoard:
             if self.proc.poll() is None:
                 self.proc.kill()
             self.proc.wait()
-            if self.proc.stderr is not None:
-                self.proc.stderr.close()
             self.proc = None
         for fd in self._keep:
             os.close(fd)

@@ -788,14 +788,14 @@ def test_account_tool_refuses_a_name_that_is_not_site_slash_post(tmp_path: Path,
 
 
 def test_account_tool_keeps_the_other_accounts_and_blocks(tmp_path: Path) -> None:
-    from edge_daemon.broker_accounts import post_acl, provision
+    from edge_daemon.broker_accounts import new_passwords, post_accounts, post_acl, provision
 
     passwd, acl = tmp_path / "passwd", tmp_path / "acl"
     passwd.write_text("centre:$7$101$keep$keep\n")
     acl.write_text((SHIPPED / "acl").read_text())
-    provision(passwd, acl, ["a/b", "a/b/video", "a/b/portal"], "a/b", post_acl("a/b"))
-    provision(passwd, acl, ["a/c", "a/c/video", "a/c/portal"], "a/c", post_acl("a/c"))
-    provision(passwd, acl, ["a/b", "a/b/video", "a/b/portal"], "a/b", None)
+    provision(passwd, acl, new_passwords(post_accounts("a/b")), "a/b", post_acl("a/b"))
+    provision(passwd, acl, new_passwords(post_accounts("a/c")), "a/c", post_acl("a/c"))
+    provision(passwd, acl, dict.fromkeys(post_accounts("a/b")), "a/b", None)
     assert [line.split(":")[0] for line in passwd.read_text().splitlines()] == [
         "centre",
         "a/c",
@@ -804,3 +804,14 @@ def test_account_tool_keeps_the_other_accounts_and_blocks(tmp_path: Path) -> Non
     ]
     assert "centre:$7$101$keep$keep" in passwd.read_text()
     assert acl.read_text() == (SHIPPED / "acl").read_text() + post_acl("a/c")
+
+
+def test_account_tool_refuses_to_remove_the_centres_recorder(tmp_path: Path, capsys: Any) -> None:
+    from edge_daemon import broker_accounts
+
+    acl, passwd = tmp_path / "acl", tmp_path / "passwd"
+    acl.write_text((SHIPPED / "acl").read_text())
+    passwd.write_text("centre:$7$101$keep$keep\n")
+    assert broker_accounts.main(["remove", "centre", "--passwd", str(passwd), "--acl", str(acl)]) == 1
+    assert "is not a post (SITE/POST) or an operator this tool made" in capsys.readouterr().err
+    assert passwd.read_text() == "centre:$7$101$keep$keep\n"

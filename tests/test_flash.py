@@ -164,3 +164,13 @@ def test_make_flash_without_a_board_plugged_in_fails_clearly(tmp_path: Path) -> 
     assert "Traceback" not in done.stderr
     no_port = subprocess.run([sys.executable, "-m", "tools.flash", "sim"], capture_output=True, text=True, cwd=ROOT)
     assert no_port.returncode == 1 and "no port given: make flash BOARD=rpi_pico PORT=/dev/ttyACM0" in no_port.stderr
+
+
+def test_a_stale_module_left_in_the_package_is_removed(board_folder: Path) -> None:
+    """Catches: an old alarmpost/*.py left on the board, which MicroPython imports before the new .mpy."""
+    flash_sim(board_folder)
+    stale = board_folder / "alarmpost" / "alarm.py"
+    stale.write_text("raise RuntimeError('the old alarm module')\n")
+    report = flash_sim(board_folder)
+    assert not stale.exists()
+    assert report.copied == 0 and report.verified == report.files

@@ -233,10 +233,14 @@ def test_home_assistant_sees_the_post_and_its_buttons_ask_only_harmless_things(
         assert sorted(b["payload_press"] for b in buttons) == ["self_test", "status"]
         assert {b["command_topic"] for b in buttons} == {topics.requests}
 
-        mark = len(centre.received)
+        mark, sounded = len(centre.received), [c for c in rig.bench.timeline.changes("siren") if c.on]
         centre.client.publish(topics.requests, b"self_test", qos=1)
         result = centre.wait_for(lambda m: m.channel == "results", since=mark).payload
         assert (result["command"], result["status"]) == ("self_test", "ok")
+        assert result["data"]["check"] == "none", "an unsigned button started the siren's check"
+        assert [c for c in rig.bench.timeline.changes("siren") if c.on] == sounded, (
+            "an unsigned button sounded the siren"
+        )
         mark = len(centre.received)
         rig.bench.press()
         rig.bench.wait_state("alarm")

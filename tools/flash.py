@@ -31,6 +31,7 @@ import ast
 import hashlib
 import json
 import re
+import subprocess
 import sys
 import tempfile
 import time
@@ -48,13 +49,25 @@ STAMP = "alarmpost-build.json"
 MCU_PLATFORMS = {"RP2040": "rp2", "ESP32": "esp32", "unix port": "linux"}
 CHUNK = 1024  # bytes of a file sent in one raw-REPL command
 
-# Run on the board: what it is, and the SHA-256 of each file asked for (absent ones left out).
-PROBE = """
-import sys, binascii
+# Run on the board first, and quickly (a stopped firmware's watchdog still runs): what it is.
+IDENTIFY = """
+import sys, os
 try:
     import hashlib
 except ImportError:
     hashlib = None
+try:
+    os.stat('main.py')
+    _main = True
+except OSError:
+    _main = False
+print(repr({'platform': sys.platform, 'mpy': getattr(sys.implementation, '_mpy', 0),
+            'hashlib': hashlib is not None, 'main': _main}))
+"""
+
+# Then: the SHA-256 of each file asked for (absent ones left out), and what else is in the package.
+PROBE = """
+import sys, os, binascii, hashlib
 def _sha(p):
     h = hashlib.sha256()
     with open(p, 'rb') as f:
@@ -65,14 +78,16 @@ def _sha(p):
             h.update(b)
     return binascii.hexlify(h.digest()).decode()
 _out = {}
-if hashlib is not None:
-    for _p in %r:
-        try:
-            _out[_p] = _sha(_p)
-        except OSError:
-            pass
-print(repr({'platform': sys.platform, 'mpy': getattr(sys.implementation, '_mpy', 0),
-            'hashlib': hashlib is not None, 'files': _out}))
+for _p in %r:
+    try:
+        _out[_p] = _sha(_p)
+    except OSError:
+        pass
+try:
+    _package = ['alarmpost/' + _n for _n in os.listdir('alarmpost')]
+except OSError:
+    _package = []
+print(repr({'files': _out, 'package': _package}))
 """
 
 
@@ -174,20 +189,31 @@ class Board:
         from mpremote.transport import TransportError
         from mpremote.transport_serial import SerialTransport
 
+        transport = None
         try:
             # a read timeout: a port with nothing behind it must not hang the flash for ever
-            self.transport = SerialTransport(self.port, baudrate=115200, timeout=self.timeout)
-            self.transport.enter_raw_repl(soft_reset=False, timeout_overall=self.timeout)
+            transport = SerialTransport(self.port, baudrate=115200, timeout=self.timeout)
+            transport.enter_raw_repl(soft_reset=False, timeout_overall=self.timeout)
+            self.transport = transport
         except (TransportError, OSError) as exc:
+            if transport is not None:
+                transport.close()  # its lock on the port would refuse the next try
             raise FlashError(
                 f"{self.port}: no MicroPython REPL answers ({exc}). Is MicroPython on the board"
                 " (hold BOOTSEL and copy its UF2 on a Pico), or is another program using the port?"
             ) from None
         self.in_repl = True
 
+    def identify(self) -> dict[str, Any]:
+        found: dict[str, Any] = ast.literal_eval(self.transport.exec(IDENTIFY).decode().strip())
+        return found
+
     def probe(self, paths: list[str]) -> dict[str, Any]:
         found: dict[str, Any] = ast.literal_eval(self.transport.exec(PROBE % (paths,)).decode().strip())
         return found
+
+    def rename(self, old: str, new: str) -> None:
+        self.transport.exec(f"import os\nos.rename({old!r}, {new!r})")
 
     def stop_firmware(self) -> None:
         """Move main.py aside and reset: the firmware's watchdog, which nothing can stop once started,
@@ -234,43 +260,76 @@ def flash(
 
     Whatever happens once the board's REPL answered, the board is reset at the end, so a
     post never stays stopped in its REPL.  ``timeout``: how long the board has to answer."""
+    from mpremote.transport import TransportError
+    from serial import SerialException
+
     started = time.monotonic()
-    files = image(board, config)
-    build_id = json.loads(files[STAMP])["build"]
+    try:
+        files = image(board, config)
+    except subprocess.CalledProcessError as exc:
+        raise FlashError(f"mpy-cross failed, nothing was written:\n{exc.stderr}") from None
     device = Board(port, timeout)
     try:
-        found = device.probe(sorted(files))
-        check_board(board, found, files, port)
-        wanted = {path: hashlib.sha256(data).hexdigest() for path, data in files.items()}
-        changed = [path for path in sorted(files) if found["files"].get(path) != wanted[path]]
-        if not changed:
-            say(f"{port}: already holds build {build_id} of {board}; nothing copied")
-            return FlashReport(board, port, build_id, len(files), 0, len(files), True, time.monotonic() - started)
-        if "main.py" in found["files"]:
-            say("stopping the firmware (main.py set aside, board reset)")
-            device.stop_firmware()
-        device.remove(STAMP)
-        # main.py last: a board cut off before it boots to its REPL, not half a firmware; the stamp after it
-        ordered = [path for path in changed if path not in ("main.py", STAMP)] + ["main.py", STAMP]
-        for index, path in enumerate(ordered, 1):
-            say(f"[{index}/{len(ordered)}] {path} ({len(files[path]):,} bytes)")
-            device.write(path, files[path])
-        device.remove("main.off")
-        after = device.probe(sorted(files))["files"]
-        wrong = [path for path in sorted(files) if after.get(path) != wanted[path]]
-        if wrong:
-            raise FlashError(
-                f"verify failed for {', '.join(wrong)}: the board holds other bytes than were sent;"
-                " flash again, and if it fails again, erase the board's filesystem"
-            )
-        say(f"verified {len(files)} files by SHA-256; build {build_id}; resetting the board")
-        return FlashReport(
-            board, port, build_id, len(files), len(changed), len(files), True, time.monotonic() - started
-        )
+        return _flash(device, board, port, files, say, started)
+    except (TransportError, SerialException, OSError) as exc:
+        raise FlashError(
+            f"{port}: the board stopped answering ({exc or type(exc).__name__}); flash again. If main.py is"
+            " missing on it, the firmware stays stopped until it is flashed"
+        ) from None
     finally:
-        if device.in_repl:
-            device.reset()
+        try:
+            if device.in_repl:
+                device.reset()
+        except (TransportError, SerialException, OSError):
+            pass  # gone already: it resets by itself
         device.close()
+
+
+def _flash(
+    device: Board, board: str, port: str, files: dict[str, bytes], say: Callable[[str], None], started: float
+) -> FlashReport:
+    build_id = json.loads(files[STAMP])["build"]
+    found = device.identify()
+    check_board(board, found, files, port)
+    set_aside = bool(found["main"])
+    if set_aside:
+        # at once: the stopped firmware's watchdog, which nothing stops, would reset it mid-copy
+        say("stopping the firmware (main.py set aside, board reset)")
+        device.stop_firmware()
+    probed = device.probe(sorted(files) + ["main.off"])
+    on_board = dict(probed["files"])
+    if set_aside and "main.off" in on_board:
+        on_board["main.py"] = on_board.pop("main.off")  # its content, set aside
+    wanted = {path: hashlib.sha256(data).hexdigest() for path, data in files.items()}
+    changed = [path for path in sorted(files) if on_board.get(path) != wanted[path]]
+    stale = sorted(set(probed["package"]) - set(files))  # an old .py would be imported before its .mpy
+    if not changed and not stale:
+        if set_aside:
+            device.rename("main.off", "main.py")
+        say(f"{port}: already holds build {build_id} of {board}; nothing copied")
+        return FlashReport(board, port, build_id, len(files), 0, len(files), True, time.monotonic() - started)
+    device.remove(STAMP)
+    for path in stale:
+        say(f"removing {path} (not in this build)")
+        device.remove(path)
+    # main.py last: a board cut off before it boots to its REPL, not half a firmware; the stamp after it
+    ordered = [path for path in changed if path not in ("main.py", STAMP)] + ["main.py", STAMP]
+    for index, path in enumerate(ordered, 1):
+        if path == "main.py" and path not in changed and set_aside:
+            device.rename("main.off", "main.py")  # unchanged: back in its place
+            continue
+        say(f"[{index}/{len(ordered)}] {path} ({len(files[path]):,} bytes)")
+        device.write(path, files[path])
+    device.remove("main.off")
+    after = device.probe(sorted(files))["files"]
+    wrong = [path for path in sorted(files) if after.get(path) != wanted[path]]
+    if wrong:
+        raise FlashError(
+            f"verify failed for {', '.join(wrong)}: the board holds other bytes than were sent;"
+            " flash again, and if it fails again, erase the board's filesystem"
+        )
+    say(f"verified {len(files)} files by SHA-256; build {build_id}; resetting the board")
+    return FlashReport(board, port, build_id, len(files), len(changed), len(files), True, time.monotonic() - started)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -112,7 +112,8 @@ class Siren(Patterned, PwmOutput):
 
     def step(self, pattern, index):
         if not pattern:
-            self.sound(False)
+            if self.check != "pending":  # a check's chirp owns the silent siren until it ends
+                self.sound(False)
         elif pattern[0] == "sweep":
             self.tone(self.low_hz)
             self.sound(True)

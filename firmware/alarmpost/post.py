@@ -234,15 +234,22 @@ class Post:
 
     async def _check_siren(self):
         siren = self.siren
-        if self.sounding:
-            siren.check = "sounding"  # an alarm or a test is on: nothing to learn from a chirp
+        if self.sounding or self.alarm.latched or self.testing:
+            siren.check = "busy"  # an alarm (even silenced) or a test: never sound the siren for a check
             return
-        siren.tone(siren.low_hz)
-        siren.drive(65535 * self.chirp_duty_pct // 100)  # of full drive
-        await asyncio.sleep_ms(self.chirp_ms)
-        current = siren.sense.is_active
-        if not self.sounding:  # an alarm that started meanwhile keeps its siren
-            siren.drive(0)
+        current = False
+        try:
+            siren.tone(siren.low_hz)
+            siren.drive(65535 * self.chirp_duty_pct // 100)  # of full drive; Siren.step leaves it while pending
+            for _ in range(self.chirp_ms // 10):  # a PWM's current comes and goes: any sample with current counts
+                await asyncio.sleep_ms(10)
+                current = current or siren.sense.is_active
+        except Exception:  # noqa: BLE001 - a check that breaks must not stay pending for ever
+            siren.check = "error"
+            return
+        finally:
+            if not self.sounding:  # an alarm that started meanwhile keeps its siren
+                siren.drive(0)
         siren.check = "ok" if current else "open"
         self._fault(events.SELF_TEST_FAILURE, events.ZONE_SIREN, not current)
 

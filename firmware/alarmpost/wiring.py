@@ -73,7 +73,8 @@ def inputs(post):
     for switch in (post.key_switch, post.tamper):
         if switch is not None:
             switch.debounce_ms = config["switch_debounce_ms"]
-    post.siren.sense = _input(post, "siren_sense", SenseInput)
+    if not isinstance(post.siren, NullOutput):  # a sense input without a siren has nothing to check
+        post.siren.sense = _input(post, "siren_sense", SenseInput)
     post.supply = _device(post, "supply_adc", lambda p, low: _supply(post, p, low), None)
 
 

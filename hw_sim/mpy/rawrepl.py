@@ -79,9 +79,8 @@ def raw_paste():
             remain = WINDOW
 
 
-def raw_repl():
-    """The raw REPL until Ctrl-B (returns False) or a soft reset (returns True)."""
-    scope = {"__name__": "__main__"}
+def raw_repl(scope):
+    """The raw REPL until Ctrl-B (returns False) or a soft reset (returns True); ``scope``: its globals."""
     _out.write(BANNER + b">")
     line = bytearray()
     while True:
@@ -134,10 +133,12 @@ def has_firmware():
 
 def main():
     while True:
+        scope = {"__name__": "__main__"}  # kept until a soft reset, as a board keeps its globals
         try:
             friendly_repl()
             while True:
-                if raw_repl():
+                if raw_repl(scope):
+                    scope = {"__name__": "__main__"}
                     _out.write(b"MPY: soft reboot\r\n")
                     continue
                 friendly_repl()
