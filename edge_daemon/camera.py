@@ -12,8 +12,10 @@ Backends, chosen by ``camera.backend`` in the config:
   hardware MJPEG encoder (:mod:`edge_daemon.camera_pi`; the ``pi`` extra);
 * ``ffmpeg``: an IP dome camera's RTSP (or HTTP MJPEG) stream, decoded and
   re-encoded to JPEG frames by ffmpeg (:mod:`edge_daemon.camera_ffmpeg`);
-* ``sim``: the bench's camera (:class:`hw_sim.camera.SimCamera`): real JPEG frames
-  showing the time, a frame counter and a mark while the alarm is active.
+* more, added as gpiozero adds pin factories: ``ALARMPOST_CAMERA_BACKENDS`` in the
+  daemon's environment names them, ``name=module:Class`` separated by commas; the class
+  is built as ``Class(width, height, fps, quality)``.  The simulated bench adds its
+  camera so (``sim=hw_sim.camera:SimCamera``); the product itself knows nothing of it.
 
 Example::
 
@@ -25,6 +27,8 @@ Example::
 
 from __future__ import annotations
 
+import importlib
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -71,6 +75,31 @@ def is_jpeg(data: bytes) -> bool:
     return data.startswith(JPEG_START) and data.rstrip(b"\x00").endswith(JPEG_END)
 
 
+BUILT_IN = ("pi", "ffmpeg")
+BACKENDS_ENV = "ALARMPOST_CAMERA_BACKENDS"
+
+
+def added_backends() -> dict[str, str]:
+    """The backends ``ALARMPOST_CAMERA_BACKENDS`` adds: name -> ``module:Class``.
+
+    >>> import os; os.environ[BACKENDS_ENV] = "sim=hw_sim.camera:SimCamera"
+    >>> added_backends(), backend_names()
+    ({'sim': 'hw_sim.camera:SimCamera'}, ('pi', 'ffmpeg', 'sim'))
+    >>> del os.environ[BACKENDS_ENV]
+    """
+    added = {}
+    for item in os.environ.get(BACKENDS_ENV, "").split(","):
+        name, _, target = item.strip().partition("=")
+        if name and ":" in target and name not in BUILT_IN:
+            added[name] = target
+    return added
+
+
+def backend_names() -> tuple[str, ...]:
+    """Every name ``camera.backend`` may take here."""
+    return BUILT_IN + tuple(added_backends())
+
+
 def open_camera(settings: Any) -> Camera:
     """The backend ``settings.backend`` names, built from the ``[camera]`` config; not started."""
     if settings.backend == "pi":
@@ -81,8 +110,13 @@ def open_camera(settings: Any) -> Camera:
         from edge_daemon.camera_ffmpeg import FfmpegCamera
 
         return FfmpegCamera(settings.url, settings.width, settings.height, settings.fps, settings.quality)
-    if settings.backend == "sim":
-        from hw_sim.camera import SimCamera
-
-        return SimCamera(settings.width, settings.height, settings.fps, settings.quality)
-    raise CameraError(f"camera.backend: {settings.backend!r} is not pi, ffmpeg or sim")
+    target = added_backends().get(settings.backend)
+    if target is None:
+        raise CameraError(f"camera.backend: {settings.backend!r} is not one of {', '.join(backend_names())}")
+    module, _, name = target.partition(":")
+    try:
+        factory = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as exc:
+        raise CameraError(f"camera.backend {settings.backend}: {target} cannot be loaded ({exc})") from None
+    camera: Camera = factory(settings.width, settings.height, settings.fps, settings.quality)
+    return camera

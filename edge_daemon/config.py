@@ -44,8 +44,6 @@ BOARD_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
 Level = Literal["high", "low"]
 LogLevel = Literal["debug", "info", "warning", "error"]
 LogFormat = Literal["json", "text"]
-CameraBackend = Literal["pi", "ffmpeg", "sim"]
-CAMERA_BACKENDS = ("pi", "ffmpeg", "sim")
 
 
 class ConfigError(ValueError):
@@ -174,7 +172,7 @@ class CameraConfig:
     """
 
     enabled: bool = False
-    backend: CameraBackend = "pi"
+    backend: str = "pi"
     url: str = ""
     width: int = 640
     height: int = 480
@@ -278,6 +276,13 @@ def _choice(options: tuple[str, ...]) -> Check:
     return check
 
 
+def _camera_backend(value: Any) -> tuple[Any, str | None]:
+    """pi, ffmpeg, or one the daemon's environment adds (edge_daemon.camera.added_backends)."""
+    from edge_daemon.camera import backend_names
+
+    return _choice(backend_names())(value)
+
+
 def _boolean(value: Any) -> tuple[Any, str | None]:
     if not isinstance(value, bool):
         return None, f"{_show(value)} is not true or false"
@@ -366,7 +371,7 @@ SECTIONS: dict[str, tuple[type[Any], dict[str, Check]]] = {
         CameraConfig,
         {
             "enabled": _boolean,
-            "backend": _choice(CAMERA_BACKENDS),
+            "backend": _camera_backend,
             "url": _optional_text,
             "width": _integer(64, 4096),
             "height": _integer(48, 3072),

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 import threading
 import time
 from datetime import UTC, datetime
@@ -37,7 +38,7 @@ from typing import Any, cast
 
 from PIL import Image, ImageChops, ImageDraw, ImageFont, ImageStat
 
-from edge_daemon.camera import Camera, CameraError, Frame, FrameSink
+from edge_daemon.camera import BACKENDS_ENV, Camera, CameraError, Frame, FrameSink
 
 log = logging.getLogger("hw_sim.camera")
 
@@ -47,6 +48,18 @@ ALARM_RED = (220, 0, 0)
 BORDER_FRACTION = 1 / 16  # of the picture's shorter side: 15 px at 320x240
 MARK_BAND_FRACTION = 1 / 48  # the outer band has_alarm_mark looks at: well inside the border
 MARK_MIN_RED = 0.6  # share of red pixels every side's band must have
+
+
+def add_sim_backend(environ: dict[str, str] | os._Environ[str] = os.environ) -> dict[str, str] | os._Environ[str]:
+    """Name this camera as the daemon's ``sim`` backend in ``environ`` (the daemon's environment).
+
+    >>> add_sim_backend({})
+    {'ALARMPOST_CAMERA_BACKENDS': 'sim=hw_sim.camera:SimCamera'}
+    """
+    added = environ.get(BACKENDS_ENV, "")
+    if "sim=" not in added:
+        environ[BACKENDS_ENV] = ",".join(filter(None, (added, "sim=hw_sim.camera:SimCamera")))
+    return environ
 
 
 class SimCamera:

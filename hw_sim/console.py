@@ -120,6 +120,7 @@ from edge_daemon.config import Config, check_data
 from edge_daemon.service import Daemon
 from edge_daemon.store import COLUMNS, StoredEvent
 from hw_sim.bench import OUTPUTS, Bench, BenchError, Logged
+from hw_sim.camera import add_sim_backend
 from hw_sim.mosquitto import BrokerError
 from hw_sim.paths import MissingTool
 from hw_sim.pi_wiring import PiWiring
@@ -1233,6 +1234,7 @@ def shutdown(sim: Sim) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    add_sim_backend()  # the daemon runs in this process, with the bench's camera
     config = load_config(args.config)
     try:
         bench = Bench(board=args.board, config=config, seed=args.seed, wire=True)

@@ -24,6 +24,7 @@ from typing import Any
 
 from alarmpost import events as ev
 from hw_sim.bench import Bench, BenchError
+from hw_sim.camera import add_sim_backend
 
 
 def write_secret(path: Path, text: str) -> Path:
@@ -82,7 +83,7 @@ class PiProcess:
             [sys.executable, "-m", "edge_daemon", "--config", str(self.config)],
             stdout=log,
             stderr=subprocess.STDOUT,
-            env=dict(os.environ, PYTHONUNBUFFERED="1", **env),
+            env=add_sim_backend(dict(os.environ, PYTHONUNBUFFERED="1", **env)),
         )
 
     def kill(self) -> None:

@@ -15,6 +15,7 @@ import pytest
 
 from hw_sim import netns
 from hw_sim.bench import Bench
+from hw_sim.camera import add_sim_backend
 from hw_sim.mosquitto import Mosquitto
 from hw_sim.paths import MissingTool, tool
 
@@ -35,6 +36,8 @@ FAST = {
     # trouble (and trouble flashes) out of behaviour that has nothing to do with it.
     "link_timeout_ms": 30000,
 }
+
+add_sim_backend()  # the bench camera is the daemon's "sim" backend in every test (and their daemons)
 
 
 def missing(why: str) -> NoReturn:
