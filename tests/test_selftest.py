@@ -11,14 +11,14 @@ import json
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from alarmpost import events as ev
-from edge_daemon.centre import Centre
+from edge_daemon.centre import Centre, Message
 from hw_sim.mosquitto import Mosquitto
 from hw_sim.uplinked import UplinkedPost
 
@@ -173,6 +173,16 @@ def test_a_missing_camera_fails_the_camera_step(tmp_path: Path, broker: Mosquitt
     assert status == "fail" and ("no picture from the camera" in detail or "did not start" in detail), detail
 
 
+def siren_trouble(qualifier: str) -> Callable[[Message], bool]:
+    """The board's 307 (self-test failure) on zone 10 (the siren), ``new`` or ``restore``."""
+    return lambda m: (
+        m.channel == "events"
+        and m.payload["code"] == ev.SELF_TEST_FAILURE
+        and m.payload["zone"] == ev.ZONE_SIREN
+        and m.payload["qualifier"] == qualifier
+    )
+
+
 def test_an_open_siren_raises_307_on_zone_10_at_the_board_and_a_good_one_restores_it(
     post: tuple[UplinkedPost, Centre],
 ) -> None:
@@ -180,27 +190,11 @@ def test_an_open_siren_raises_307_on_zone_10_at_the_board_and_a_good_one_restore
     rig, centre = post
     rig.bench.siren_open_circuit = True
     assert selftest(rig)[0] == 1
-    centre.wait_for(
-        lambda m: (
-            m.channel == "events"
-            and m.payload["code"] == ev.SELF_TEST_FAILURE
-            and m.payload["zone"] == ev.ZONE_SIREN
-            and m.payload["qualifier"] == "new"
-        ),
-        since=0,
-    )
+    centre.wait_for(siren_trouble("new"), since=0)
     rig.bench.siren_open_circuit = False
     code, report, _ = selftest(rig)
     assert code == 0 and steps(report)["siren"][0] == "pass"
-    centre.wait_for(
-        lambda m: (
-            m.channel == "events"
-            and m.payload["code"] == ev.SELF_TEST_FAILURE
-            and m.payload["zone"] == ev.ZONE_SIREN
-            and m.payload["qualifier"] == "restore"
-        ),
-        since=0,
-    )
+    centre.wait_for(siren_trouble("restore"), since=0)
 
 
 def test_the_daemon_tests_itself_periodically_and_reports_602_or_307(tmp_path: Path, broker: Mosquitto) -> None:
