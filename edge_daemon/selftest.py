@@ -340,8 +340,9 @@ class SelfTest:
         return PASS, f"{free_mb} MB ({free_pct} %) free"
 
 
-class timex(ctypes.Structure):  # noqa: N801  (the kernel's struct timex, only as far as adjtimex needs)
-    _fields_ = [("modes", ctypes.c_uint), ("rest", ctypes.c_byte * 204)]
+class timex(ctypes.Structure):  # noqa: N801  (the kernel's struct timex: modes, then room to spare)
+    # 208 bytes on 64-bit Linux, 128 on 32-bit; adjtimex writes the whole struct, so err on the large side
+    _fields_ = [("modes", ctypes.c_uint), ("rest", ctypes.c_byte * 508)]
 
 
 def kernel_clock_synchronised() -> bool:

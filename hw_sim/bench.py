@@ -40,11 +40,12 @@ from alarmpost import events as ev
 from alarmpost.eventnames import CODE_NAMES
 from alarmpost.patterns import IDLE
 from hw_sim import bounce
-from hw_sim.boards import load_board
-from hw_sim.build import build, sim_machine_dir
+from hw_sim.build import sim_machine_dir
 from hw_sim.paths import tool
 from hw_sim.timeline import Timeline
 from hw_sim.wire import Wire
+from tools.boards import load_board
+from tools.build import build
 
 INPUTS = ("button", "key_switch", "tamper", "siren_sense")
 OUTPUTS = ("strobe", "siren", "status_led", "alarm_line")

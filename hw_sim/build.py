@@ -1,16 +1,12 @@
-"""The bench's side of the build: the simulated ``machine`` module, compiled (the board image is ``tools.build``)."""
+"""The bench's side of the build: the simulated ``machine`` module, compiled (a board's image is ``tools.build``)."""
 
 from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 from hw_sim.paths import BUILD_DIR, SIM_MACHINE_DIR, tool
-from tools.build import PACKAGE, build, firmware_modules, main
-
-__all__ = ["PACKAGE", "build", "firmware_modules", "main", "sim_machine_dir"]
 
 
 def sim_machine_dir() -> Path:
@@ -28,7 +24,3 @@ def sim_machine_dir() -> Path:
         subprocess.run([tool("mpy-cross"), "-o", str(partial), str(source)], check=True, capture_output=True)
         partial.replace(target)  # atomic: parallel test workers never see half a file
     return out
-
-
-if __name__ == "__main__":
-    sys.exit(main())
